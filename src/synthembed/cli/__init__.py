@@ -1,0 +1,49 @@
+"""The `synthembed` command line: thin subcommands that turn arguments into calls of the library.
+
+Each module in this package (not starting with ``_``) defines ``register(subparsers)``, adding one
+subcommand whose handler is stored as ``handler`` in the parser defaults. Handlers import heavy
+libraries lazily so ``synthembed --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from synthembed import __version__
+from synthembed.errors import SynthEmbedError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synthembed",
+        description="Train and refine sentence-embedding models on LLM-synthesized data.",
+    )
+    parser.add_argument("--version", action="version", version=f"synthembed {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.ispkg:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except SynthEmbedError as exc:
+        print(f"synthembed: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("synthembed: interrupted", file=sys.stderr)
+        return 130

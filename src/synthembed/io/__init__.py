@@ -1,0 +1,1 @@
+"""File input/output shared by every stage: tables with clear errors, atomic writes."""

@@ -1,0 +1,1 @@
+"""Encoders: loading backbones, pooling registry, GGUF conversion."""

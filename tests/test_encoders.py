@@ -1,0 +1,73 @@
+"""load_encoder: every accepted reference, pooling override, save/load round trips, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synthembed.errors import ModelLoadError
+from synthembed.models.encoder import load_encoder
+from synthembed.models.pooling import POOLINGS, ClsMlpPooling
+
+SENTENCES = ["A man is playing a guitar.", "Two dogs run on the beach in the sun.", "Hello"]
+
+
+def test_embedded_encoder_loads_and_embeds() -> None:
+    model = load_encoder("embedded")
+    embeddings = model.encode(SENTENCES)
+    assert embeddings.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)  # Normalize kept
+
+
+@pytest.mark.parametrize("pooling", sorted(POOLINGS))
+def test_plain_backbone_with_each_pooling_round_trips(tiny_bert_dir: Path, tmp_path: Path, pooling: str) -> None:
+    model = load_encoder(str(tiny_bert_dir), pooling=pooling, max_length=16)
+    assert model.max_seq_length == 16
+    model.eval()
+    before = model.encode(SENTENCES)
+    model.save(str(tmp_path / "saved"))
+    reloaded = load_encoder(str(tmp_path / "saved"))
+    assert type(reloaded[1]) is type(model[1])
+    np.testing.assert_allclose(reloaded.encode(SENTENCES), before, atol=1e-5)
+
+
+def test_decoder_backbone_defaults_to_mean(tiny_llama_dir: Path) -> None:
+    model = load_encoder(str(tiny_llama_dir))
+    assert getattr(model[1], "pooling_name") == "mean"
+    assert model.encode(SENTENCES).shape == (3, 64)
+
+
+def test_pooling_override_replaces_saved_pooling() -> None:
+    model = load_encoder("embedded", pooling="cls")
+    assert getattr(model[1], "pooling_name") == "cls"
+    assert len(model) == 3  # transformer, pooling, normalize
+
+
+def test_cls_mlp_train_only_skips_mlp_at_inference() -> None:
+    pooling = ClsMlpPooling(embedding_dimension=8, mlp_train_only=True)
+    token_embeddings = torch.randn(2, 5, 8)
+    features = {"token_embeddings": token_embeddings, "attention_mask": torch.ones(2, 5)}
+    pooling.eval()
+    out_eval = pooling(dict(features))["sentence_embedding"]
+    torch.testing.assert_close(out_eval, token_embeddings[:, 0])
+    pooling.train()
+    out_train = pooling(dict(features))["sentence_embedding"]
+    torch.testing.assert_close(out_train, torch.tanh(pooling.dense(token_embeddings[:, 0])))
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_encoder(str(tmp_path / "nope"))
+    with pytest.raises(ModelLoadError, match="holds no model"):
+        load_encoder(str(tmp_path))
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="not a .gguf"):
+        load_encoder(str(tmp_path / "weights.bin"))
+
+
+def test_unknown_pooling_is_a_clear_error() -> None:
+    with pytest.raises(ModelLoadError, match="unknown pooling"):
+        load_encoder("embedded", pooling="maxx")
