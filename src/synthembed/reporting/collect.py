@@ -1,0 +1,109 @@
+"""Read what a run directory holds: stage markers, evaluation results, dev curves, synthesized records.
+
+Everything in the report comes from these files; nothing is recomputed except the similarity
+histograms, which need the final model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthembed.pipeline.plan import MARKER
+
+
+@dataclass
+class StageInfo:
+    name: str
+    command: str
+    folder: Path
+    elapsed_s: float | None
+    kind: str  # "synthesize", "train", "refine", "evaluate"
+    method: str | None = None  # syncse / chains / graded for synthesis stages
+
+
+@dataclass
+class RunContents:
+    run_dir: Path
+    stages: list[StageInfo] = field(default_factory=list)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # evaluate stage -> results.json
+    dev_curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # train stage -> points
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # synth stage -> manifest
+
+
+def _stage_order(run_dir: Path) -> list[str]:
+    try:
+        summary = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        return [s["name"] for s in summary.get("stages", [])]
+    except (OSError, ValueError, KeyError):
+        return sorted(p.name for p in run_dir.iterdir() if (p / MARKER).is_file())
+
+
+def collect_run(run_dir: str | Path) -> RunContents:
+    """Gather the run's stage outputs in pipeline order (stages that never finished are left out)."""
+    run_dir = Path(run_dir)
+    contents = RunContents(run_dir)
+    for name in _stage_order(run_dir):
+        folder = run_dir / name
+        try:
+            marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        words = marker.get("command", "").split()
+        kind = words[1] if len(words) > 1 else "?"
+        method = words[2] if kind == "synthesize" and len(words) > 2 else None
+        info = StageInfo(name, marker.get("command", ""), folder, marker.get("elapsed_s"), kind, method)
+        contents.stages.append(info)
+        if kind == "evaluate" and (folder / "results.json").is_file():
+            contents.results[name] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        elif kind in ("train", "refine"):
+            curve = read_dev_curve(folder)
+            if curve:
+                contents.dev_curves[name] = curve
+        elif kind == "synthesize":
+            manifest = folder / "manifest.json"
+            if manifest.is_file():
+                contents.manifests[name] = json.loads(manifest.read_text(encoding="utf-8"))
+    return contents
+
+
+def read_dev_curve(folder: Path) -> list[dict[str, float]]:
+    """Dev-set points of a training run: dev_curve.json if written, else the trainer's log history."""
+    curve_file = folder / "dev_curve.json"
+    if curve_file.is_file():
+        data = json.loads(curve_file.read_text(encoding="utf-8"))
+        return data if isinstance(data, list) else data.get("points", [])
+    states = sorted(folder.glob("**/trainer_state.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return []
+    history = json.loads(states[-1].read_text(encoding="utf-8")).get("log_history", [])
+    points = []
+    for entry in history:
+        metrics = {k: v for k, v in entry.items() if k.startswith("eval_") and "spearman" in k}
+        if metrics and "step" in entry:
+            points.append({"step": entry["step"], **metrics})
+    return points
+
+
+def read_records(folder: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Synthesized records of a stage: every JSONL file under it whose lines are records with an id."""
+    records: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("**/*.jsonl")):
+        if any(part.startswith(("failures", "rejected", "raw", ".")) for part in path.relative_to(folder).parts):
+            continue
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and "id" in record:
+                    records.append(record)
+                    if limit is not None and len(records) >= limit:
+                        return records
+    return records
