@@ -1,0 +1,173 @@
+"""`synthembed synthesize METHOD ...`: write training data with an LLM.
+
+Method subcommands are discovered from the package `synthembed.cli.synthesize_methods`: each module
+there (not starting with ``_``) defines ``register(method_subparsers)``, exactly like the top-level
+discovery in `synthembed.cli`. The ``add_*_arguments`` helpers and their ``*_from_args`` partners are
+shared by all methods, so every method takes the same backend, run and input options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "add_backend_arguments",
+    "add_input_arguments",
+    "add_run_arguments",
+    "add_sampling_arguments",
+    "backend_from_args",
+    "backend_options_from_args",
+    "input_rows_from_args",
+    "register",
+    "run_options_from_args",
+    "sampling_from_args",
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from synthembed.cli import synthesize_methods
+
+    parser = subparsers.add_parser(
+        "synthesize",
+        help="write training data with an LLM (SynCSE triplets, ranked chains, graded negatives)",
+        description=__doc__.splitlines()[0],
+    )
+    methods = parser.add_subparsers(dest="method", required=True, metavar="METHOD")
+    for info in sorted(pkgutil.iter_modules(synthesize_methods.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.ispkg:
+            continue
+        module = importlib.import_module(f"{synthesize_methods.__name__}.{info.name}")
+        module.register(methods)
+
+
+# ---------------------------------------------------------------- backend options
+def add_backend_arguments(parser: argparse.ArgumentParser, *, default_backend: str = "transformers") -> None:
+    """--backend, --model, --base-url, --api-key-env, --concurrency, --timeout, --max-retries, --batch-size, --dtype, --device."""
+    group = parser.add_argument_group("LLM backend")
+    group.add_argument("--backend", default=default_backend, choices=["openai", "transformers", "vllm", "fake"])
+    group.add_argument(
+        "--model",
+        default="embedded",
+        help="model: server model name (openai), folder / hub id / .gguf / 'embedded' = packaged SmolLM2 (transformers, vllm)",
+    )
+    group.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible server URL (openai)")
+    group.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="name of the environment variable holding the API key (openai; the key is never logged)",
+    )
+    group.add_argument("--concurrency", type=int, default=16, help="requests in flight (openai)")
+    group.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (openai)")
+    group.add_argument("--max-retries", type=int, default=6, help="retries on timeouts, 429 and 5xx (openai)")
+    group.add_argument("--batch-size", type=int, default=8, help="requests per forward batch (transformers)")
+    group.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16 (transformers)")
+    group.add_argument("--device", default=None, help="torch device (transformers; default cpu, or cuda if present)")
+
+
+def backend_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword options of `synthembed.llm.create_backend` for the chosen backend."""
+    if args.backend == "openai":
+        return {
+            "model": args.model,
+            "base_url": args.base_url,
+            "api_key_env": args.api_key_env,
+            "concurrency": args.concurrency,
+            "timeout": args.timeout,
+            "max_retries": args.max_retries,
+        }
+    if args.backend == "transformers":
+        return {"model": args.model, "batch_size": args.batch_size, "dtype": args.dtype, "device": args.device}
+    if args.backend == "vllm":
+        return {"model": args.model}
+    return {"model": args.model if args.model != "embedded" else "fake-model"}
+
+
+def backend_from_args(args: argparse.Namespace):
+    """Create the backend the arguments ask for."""
+    from synthembed.llm import create_backend
+
+    return create_backend(args.backend, **backend_options_from_args(args))
+
+
+# ---------------------------------------------------------------- sampling options
+def add_sampling_arguments(
+    parser: argparse.ArgumentParser, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128
+) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--temperature", type=float, default=temperature)
+    group.add_argument("--top-p", type=float, default=top_p)
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+
+
+def sampling_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """temperature/top_p/max_new_tokens as keyword arguments of `SamplingParams`."""
+    return {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
+
+
+# ---------------------------------------------------------------- run options
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--output, --limit, --seed, --token-budget, --shard-size, --cache, --no-cache, --retry-errors, --overwrite, --no-progress."""
+    group = parser.add_argument_group("run")
+    group.add_argument("--output", type=Path, required=True, help="output folder (resumed if it exists)")
+    group.add_argument("--limit", type=int, default=None, help="process at most this many input rows")
+    group.add_argument("--seed", type=int, default=0, help="run seed; each request's seed derives from it and the row id")
+    group.add_argument("--token-budget", type=int, default=None, help="stop sending requests after this many tokens")
+    group.add_argument("--shard-size", type=int, default=100, help="rows per output shard")
+    group.add_argument("--flush-seconds", type=float, default=30.0, help="write a partial shard at least this often")
+    group.add_argument("--cache", type=Path, default=None, help="request cache file (default OUTPUT/cache.sqlite)")
+    group.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
+    group.add_argument("--retry-errors", action="store_true", help="resend requests whose cached answer is an error")
+    group.add_argument("--overwrite", action="store_true", help="delete OUTPUT first instead of resuming it")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of `synthembed.synthesis.runner.RunOptions`."""
+    return {
+        "output": args.output,
+        "limit": args.limit,
+        "seed": args.seed,
+        "token_budget": args.token_budget,
+        "shard_size": args.shard_size,
+        "flush_seconds": args.flush_seconds,
+        "cache_path": None if args.no_cache else (args.cache or args.output / "cache.sqlite"),
+        "retry_errors": args.retry_errors,
+        "overwrite": args.overwrite,
+        "progress": not args.no_progress,
+    }
+
+
+# ---------------------------------------------------------------- input options
+def add_input_arguments(parser: argparse.ArgumentParser, *, required: bool = True, default_column: str = "text") -> None:
+    """--input (text/TSV/CSV/JSONL file) or --dataset (Hugging Face dataset), --column, --split, --dataset-config."""
+    group = parser.add_argument_group("input")
+    group.add_argument("--input", type=Path, default=None, help="text file (one item a line), or .tsv/.csv/.jsonl with --column")
+    group.add_argument("--dataset", default=None, help="Hugging Face dataset name or local folder (with --column)")
+    group.add_argument("--dataset-config", default=None)
+    group.add_argument("--split", default="train")
+    group.add_argument("--column", default=None, help=f"column holding the text (tables, datasets; default {default_column!r})")
+    group.add_argument("--keep-duplicates", action="store_true", help="keep repeated input texts (default: skip, counted)")
+    parser.set_defaults(_input_required=required, _default_column=default_column)
+
+
+def input_rows_from_args(args: argparse.Namespace):
+    """The input rows (`synthembed.synthesis.inputs.InputRow`) the arguments name, or [] if none and optional."""
+    from synthembed.errors import SynthEmbedError
+    from synthembed.synthesis.inputs import read_dataset_column, read_input_file
+
+    if args.input is not None and args.dataset is not None:
+        raise SynthEmbedError("give --input or --dataset, not both")
+    column = args.column or args._default_column
+    if args.input is not None:
+        return read_input_file(args.input, column=args.column, dedupe=not args.keep_duplicates)
+    if args.dataset is not None:
+        return read_dataset_column(
+            args.dataset, column, split=args.split, config=args.dataset_config, dedupe=not args.keep_duplicates
+        )
+    if args._input_required:
+        raise SynthEmbedError("an input is required: --input FILE or --dataset NAME --column COL")
+    return []

@@ -1,0 +1,267 @@
+"""Layer (a) of the runner: a resumable, sharded record store keyed by row id.
+
+Layout of an output folder::
+
+    OUT/manifest.json           config, model, backend, seed, counts by outcome, token usage, elapsed, shards
+    OUT/records/part-NNNNN.jsonl   kept records, one JSON object per line, each with a unique "id"
+    OUT/dropped/part-NNNNN.jsonl   dropped rows: {"id", "reason", "detail", "raw", "meta"} (raw answers kept for debugging)
+    OUT/records.jsonl           all records merged in input order, written when a run completes
+
+API (what a generator of any kind, LLM or not, uses)::
+
+    store = RecordStore(out_dir, config={...}, shard_size=100)   # reads what is already there
+    if row_id in store.done_ids: ...                                # skip rows done by an earlier run
+    store.add(record)                          # record is a dict with a unique "id"
+    store.drop(row_id, "parse_failure", raw=text, detail="...")
+    store.flush()                              # optional: also automatic every shard_size rows / flush_seconds
+    store.finish(order=[ids in input order], complete=True)   # last shard, manifest, merged records.jsonl
+
+Crash safety: rows live in memory until a flush writes them as NEW shard files with atomic renames
+(temp file + fsync + rename); existing shards are never modified. A resumed store rebuilds
+``done_ids``, the counts and the token usage by reading every shard, so ``kill -9`` at any moment
+loses at most the unflushed rows (which the next run regenerates, from the request cache when one
+is used) and never duplicates a row: each id is written by exactly one flush, and the files of a
+flush that was cut short are either complete or absent. The manifest is a summary rewritten after
+every flush; the shards are the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from synthembed.errors import DataError, SynthEmbedError
+from synthembed.io.atomic import atomic_write_json, atomic_write_text
+
+__all__ = ["RecordStore", "iter_records", "read_manifest"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MERGED = "records.jsonl"
+_PART = re.compile(r"^part-(\d{5,})\.jsonl$")
+
+
+def _shards(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _PART.match(p.name))
+
+
+def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"corrupt shard line ({exc.msg}); shards are written atomically, "
+                                "so this file was edited or damaged outside SynthEmbed", number) from None
+            yield obj
+
+
+def iter_records(out_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """All kept records of an output folder (complete or not), shard by shard."""
+    for shard in _shards(Path(out_dir) / "records"):
+        yield from _read_shard(shard)
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class RecordStore:
+    """Resumable sharded writer of records and drops (see the module docstring)."""
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        config: dict[str, Any],
+        *,
+        shard_size: int = 100,
+        flush_seconds: float = 30.0,
+        overwrite: bool = False,
+        check_keys: Sequence[str] = (),
+    ) -> None:
+        """Open `out_dir`, resuming it when it holds an earlier run.
+
+        ``config`` is recorded in the manifest; the keys named in ``check_keys`` must match the
+        earlier run's config (resuming with another model or seed would mix two datasets), else a
+        `SynthEmbedError` asks for ``--overwrite`` or a new folder.
+        """
+        if shard_size < 1:
+            raise ValueError("shard_size must be >= 1")
+        self.out_dir = Path(out_dir)
+        if overwrite and self.out_dir.exists():
+            shutil.rmtree(self.out_dir)
+        self.records_dir = self.out_dir / "records"
+        self.dropped_dir = self.out_dir / "dropped"
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.dropped_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.shard_size = shard_size
+        self.flush_seconds = flush_seconds
+        self._clean_temp_files()
+
+        previous = read_manifest(self.out_dir)
+        if previous is not None:
+            old = previous.get("config", {})
+            changed = [k for k in check_keys if k in old and old.get(k) != config.get(k)]
+            if changed:
+                diffs = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
+                raise SynthEmbedError(
+                    f"{self.out_dir} holds a run with a different configuration ({diffs}); "
+                    "use --overwrite or another --output"
+                )
+        self._elapsed_before = float(previous.get("elapsed_s", 0.0)) if previous else 0.0
+        self._runs = list(previous.get("runs", [])) if previous else []
+        self._started = time.monotonic()
+        self._started_wall = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+        self.done_ids: set[str] = set()
+        self.counts: Counter = Counter()  # "written" and drop reasons
+        self.usage: Counter = Counter()  # prompt_tokens, completion_tokens, cached_requests, requests
+        self.extra_counts: Counter = Counter()  # e.g. input rows skipped before the runner
+        self._next_part = 0
+        self._scan()
+        self._resumed_rows = len(self.done_ids)
+        self._records: list[dict[str, Any]] = []
+        self._drops: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+
+    # ------------------------------------------------------------ resume
+    def _clean_temp_files(self) -> None:
+        for folder in (self.out_dir, self.records_dir, self.dropped_dir):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    def _scan(self) -> None:
+        """Rebuild done ids, counts and usage from the shards on disk."""
+        for kind, folder in (("records", self.records_dir), ("dropped", self.dropped_dir)):
+            for shard in _shards(folder):
+                self._next_part = max(self._next_part, int(_PART.match(shard.name).group(1)) + 1)
+                for obj in _read_shard(shard):
+                    row_id = obj.get("id")
+                    if row_id in self.done_ids:
+                        raise DataError(shard, f"row id {row_id!r} appears twice in the output; the folder was "
+                                        "edited outside SynthEmbed")
+                    self.done_ids.add(row_id)
+                    self.counts["written" if kind == "records" else obj.get("reason", "unknown")] += 1
+                    self._add_usage(obj.get("meta", {}).get("usage"))
+
+    def _add_usage(self, usage: dict[str, int] | None) -> None:
+        if usage:
+            for key, value in usage.items():
+                self.usage[key] += int(value)
+
+    # ------------------------------------------------------------ writing
+    def _check_new(self, row_id: Any) -> None:
+        if not isinstance(row_id, str) or not row_id:
+            raise ValueError(f"a record needs a non-empty string 'id', got {row_id!r}")
+        if row_id in self.done_ids:
+            raise ValueError(f"row {row_id!r} was already written or dropped")
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Keep one record (a JSON-serialisable dict with a unique string ``id``)."""
+        self._check_new(record.get("id"))
+        self.done_ids.add(record["id"])
+        self.counts["written"] += 1
+        self._add_usage(record.get("meta", {}).get("usage"))
+        self._records.append(record)
+        self._maybe_flush()
+
+    def drop(
+        self,
+        row_id: str,
+        reason: str,
+        *,
+        raw: Any = None,
+        detail: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Record that row `row_id` produced no record, why, and the raw answer(s) for debugging."""
+        self._check_new(row_id)
+        self.done_ids.add(row_id)
+        self.counts[reason] += 1
+        meta = meta or {}
+        self._add_usage(meta.get("usage"))
+        self._drops.append({"id": row_id, "reason": reason, "detail": detail, "raw": raw, "meta": meta})
+        self._maybe_flush()
+
+    @property
+    def pending(self) -> int:
+        return len(self._records) + len(self._drops)
+
+    def _maybe_flush(self) -> None:
+        if self.pending >= self.shard_size or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered rows as new shard files (atomic renames), then the manifest."""
+        if self.pending:
+            part = f"part-{self._next_part:05d}.jsonl"
+            self._next_part += 1
+            if self._drops:
+                atomic_write_text(self.dropped_dir / part, _jsonl(self._drops))
+            if self._records:
+                atomic_write_text(self.records_dir / part, _jsonl(self._records))
+            self._records, self._drops = [], []
+        self._last_flush = time.monotonic()
+        self.write_manifest(complete=False)
+
+    def elapsed(self) -> float:
+        """Seconds spent over all runs into this folder."""
+        return self._elapsed_before + time.monotonic() - self._started
+
+    def write_manifest(self, *, complete: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        this_run = {
+            "started": self._started_wall,
+            "elapsed_s": round(time.monotonic() - self._started, 3),
+            "resumed_rows": self._resumed_rows,
+        }
+        manifest = {
+            "config": self.config,
+            "complete": complete,
+            "counts": {"written": self.counts.get("written", 0),
+                       "dropped": {k: v for k, v in sorted(self.counts.items()) if k != "written"},
+                       **({"input_skipped": dict(sorted(self.extra_counts.items()))} if self.extra_counts else {})},
+            "rows_done": len(self.done_ids),
+            "usage": dict(sorted(self.usage.items())),
+            "elapsed_s": round(self.elapsed(), 3),
+            "runs": self._runs + [this_run],
+            "shards": {
+                "records": [p.name for p in _shards(self.records_dir)],
+                "dropped": [p.name for p in _shards(self.dropped_dir)],
+            },
+            **(extra or {}),
+        }
+        atomic_write_json(self.out_dir / MANIFEST, manifest)
+        return manifest
+
+    def finish(
+        self, *, order: Iterable[str] | None = None, complete: bool = True, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Flush, and when `complete`, merge all records into OUT/records.jsonl in `order` (ids)."""
+        self.flush()
+        if complete:
+            records = list(iter_records(self.out_dir))
+            if order is not None:
+                rank = {row_id: i for i, row_id in enumerate(order)}
+                records.sort(key=lambda r: (rank.get(r["id"], len(rank)), r["id"]))
+            atomic_write_text(self.out_dir / MERGED, _jsonl(records))
+        return self.write_manifest(complete=complete, extra=extra)
+
+
+def _jsonl(rows: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
