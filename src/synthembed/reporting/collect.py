@@ -38,7 +38,8 @@ def _stage_order(run_dir: Path) -> list[str]:
         summary = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         return [s["name"] for s in summary.get("stages", [])]
     except (OSError, ValueError, KeyError):
-        return sorted(p.name for p in run_dir.iterdir() if (p / MARKER).is_file())
+        markers = [p / MARKER for p in run_dir.iterdir() if (p / MARKER).is_file()]
+        return [m.parent.name for m in sorted(markers, key=lambda m: m.stat().st_mtime_ns)]
 
 
 def collect_run(run_dir: str | Path) -> RunContents:

@@ -1,0 +1,44 @@
+"""The run report is built from the run's files: tables, plots, and the final model's histograms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from synthembed.pipeline.plan import MARKER
+from synthembed.reporting.report import write_report
+
+
+def make_stage(run: Path, name: str, command: str, files: dict[str, object]) -> None:
+    folder = run / name
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text(json.dumps({"hash": "x", "command": command, "elapsed_s": 1.5}))
+    for filename, content in files.items():
+        target = folder / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content if isinstance(content, str) else json.dumps(content))
+
+
+def test_report_tables_and_plots(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from synthembed.models.encoder import load_encoder
+
+    run = tmp_path / "run"
+    records = "\n".join(
+        json.dumps({"id": str(i), "anchor": f"a cat sat {i}", "positive": f"a cat was sitting {i}", "negative": f"no dog stood {i}"})
+        for i in range(5)
+    )
+    chains = json.dumps({"id": "c0", "sentences": ["a b c", "a b d", "a e f", "g h i"]})
+    make_stage(run, "syn", "synthembed synthesize syncse --output x", {"data/shard-00000.jsonl": records, "manifest.json": {"counts": {"kept": 5, "parse_error": 1}}})
+    make_stage(run, "ch", "synthembed synthesize chains --output y", {"data.jsonl": chains})
+    make_stage(run, "before", "synthembed evaluate embedded", {"results.json": {"tasks": {"stsb": {"spearman": 80.0, "split": "dev", "n": 10}}, "average": 80.0}})
+    make_stage(run, "fit", "synthembed train --output z", {"dev_curve.json": [{"step": 0, "dev_mean_spearman": 70.0}, {"step": 5, "dev_mean_spearman": 72.5}]})
+    load_encoder(str(tiny_bert_dir)).save(str(run / "fit"))
+    make_stage(run, "after", "synthembed evaluate fit", {"results.json": {"tasks": {"stsb": {"spearman": 81.25, "split": "dev", "n": 10}}, "average": 81.25}})
+
+    html_path = write_report(run)
+    markdown = (run / "report.md").read_text()
+    assert "| stsb (dev) | 80.00 | 81.25 |" in markdown
+    assert "kept: 5, parse_error: 1" in markdown
+    page = html_path.read_text()
+    assert page.count("<img") == 5  # scores, dev curve, triplet histogram, chain tau, chain similarity
+    assert "Development-set curve" in page and "chain-order agreement" in page
