@@ -1,0 +1,172 @@
+"""`evaluate_model`: load the requested tasks, embed all their texts once, score, and build results.json.
+
+Task names: the STS tasks (`sts12 … sickr`, alias `sts7` for all seven), retrieval folders
+(`scifact`, or `retrieval:PATH` for any BEIR-format folder), reranking files (`rerank:NAME` or
+`rerank:PATH.jsonl`) and `mteb:TASK` (run by the optional mteb package). A task whose data is
+missing is skipped with a note in ``skipped``, never silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthembed.evaluation.base import Task, TaskUnavailable
+from synthembed.evaluation.encoding import encode_texts
+from synthembed.evaluation.sts import STS_TASKS, load_sts_task
+
+logger = logging.getLogger(__name__)
+
+ALIASES: dict[str, tuple[str, ...]] = {"sts7": STS_TASKS}
+MTEB_PREFIX = "mteb:"
+
+
+def expand_task_names(tasks: Sequence[str] | str) -> list[str]:
+    """Split comma lists, expand aliases (`sts7`), drop duplicates keeping the first occurrence."""
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    names: list[str] = []
+    for item in tasks:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key = part.lower() if not _is_prefixed(part) else part
+            names.extend(ALIASES.get(key, (key,)))
+    if not names:
+        raise ValueError("no tasks requested")
+    return list(dict.fromkeys(names))
+
+
+def _is_prefixed(name: str) -> bool:
+    return ":" in name
+
+
+def load_task(name: str, split: str, data_dir: Path | None) -> Task:
+    """Load one (non-MTEB) task by name; TaskUnavailable when its data is missing."""
+    if name in STS_TASKS:
+        return load_sts_task(name, split, data_dir)
+    from synthembed.evaluation.reranking import RERANK_PREFIX, load_reranking_task
+    from synthembed.evaluation.retrieval import RETRIEVAL_PREFIX, is_retrieval_name, load_retrieval_task
+
+    if name.startswith(RERANK_PREFIX):
+        return load_reranking_task(name[len(RERANK_PREFIX) :], split, data_dir)
+    if name.startswith(RETRIEVAL_PREFIX):
+        return load_retrieval_task(name[len(RETRIEVAL_PREFIX) :], split, data_dir)
+    if is_retrieval_name(name, data_dir):
+        return load_retrieval_task(name, split, data_dir)
+    raise ValueError(
+        f"unknown task {name!r}: expected one of {STS_TASKS}, 'sts7', a retrieval dataset "
+        "(e.g. scifact, or retrieval:PATH), rerank:NAME_OR_PATH, or mteb:TASK"
+    )
+
+
+def evaluate_model(
+    model: Any,
+    tasks: Sequence[str] | str,
+    *,
+    split: str = "test",
+    data_dir: Path | str | None = None,
+    batch_size: int = 64,
+    show_progress: bool = True,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a SentenceTransformer (or anything with `.encode`) on `tasks`; return results.json's dict.
+
+    Shape: ``{"model", "tasks": {name: {main metric(s), "split", "n", ...}}, "average", "average_over",
+    "skipped": {name: note}, "config", "versions", "seconds"}``. STS figures are Spearman x100 of
+    cosine; retrieval/reranking metrics are x100 as well. ``average`` is the mean STS Spearman over
+    the STS tasks that ran (``average_over`` lists them; None when none ran).
+    """
+    started = time.perf_counter()
+    names = expand_task_names(tasks)
+    data_dir = Path(data_dir) if data_dir is not None else None
+
+    loaded: dict[str, Task] = {}
+    skipped: dict[str, str] = {}
+    mteb_names = [n for n in names if n.startswith(MTEB_PREFIX)]
+    for name in names:
+        if name in mteb_names:
+            continue
+        try:
+            loaded[name] = load_task(name, split, data_dir)
+        except TaskUnavailable as exc:
+            skipped[name] = str(exc)
+            logger.warning("skipping %s: %s", name, exc)
+    load_seconds = time.perf_counter() - started
+
+    encode_started = time.perf_counter()
+    table = encode_texts(
+        model,
+        (text for task in loaded.values() for text in task.texts()),
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
+    encode_seconds = time.perf_counter() - encode_started
+
+    results: dict[str, dict[str, Any]] = {}
+    for name, task in loaded.items():
+        results[name] = task.score(table)
+
+    if mteb_names:
+        from synthembed.evaluation.mteb_runner import run_mteb_task
+
+        for name in mteb_names:
+            try:
+                results[name] = run_mteb_task(model, name[len(MTEB_PREFIX) :], batch_size=batch_size)
+            except TaskUnavailable as exc:
+                skipped[name] = str(exc)
+                logger.warning("skipping %s: %s", name, exc)
+
+    sts_done = [n for n in names if n in STS_TASKS and n in results]
+    average = float(np.mean([results[n]["spearman"] for n in sts_done])) if sts_done else None
+    return {
+        "model": model_name if model_name is not None else _model_label(model),
+        "tasks": {n: results[n] for n in names if n in results},
+        "average": average,
+        "average_over": sts_done,
+        "skipped": skipped,
+        "config": {
+            "tasks": names,
+            "split": split,
+            "data_dir": str(data_dir) if data_dir is not None else None,
+            "batch_size": batch_size,
+            "similarity": "cosine",
+            "max_length": getattr(model, "max_seq_length", None),
+            "unique_texts": len(table.index),
+        },
+        "versions": library_versions(),
+        "seconds": {
+            "load": round(load_seconds, 3),
+            "encode": round(encode_seconds, 3),
+            "total": round(time.perf_counter() - started, 3),
+        },
+    }
+
+
+def _model_label(model: Any) -> str:
+    card = getattr(model, "model_card_data", None)
+    for attribute in ("model_name", "base_model", "model_id"):
+        value = getattr(card, attribute, None) if card is not None else None
+        if value:
+            return str(value)
+    return type(model).__name__
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that can change a score, for the results file."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for package in ("synthembed", "sentence-transformers", "transformers", "torch", "numpy", "datasets", "mteb"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
