@@ -41,6 +41,8 @@ class InputSet:
 
     rows: list[InputRow]
     skipped: Counter = field(default_factory=Counter)
+    # (rows kept before the skip, reason) per skipped input, so `head` counts only the skips it covers
+    skip_log: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -54,7 +56,10 @@ class InputSet:
             return self
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        return InputSet(self.rows[:limit], Counter(self.skipped))
+        if limit >= len(self.rows):
+            return self
+        log = [(kept, reason) for kept, reason in self.skip_log if kept < limit]
+        return InputSet(self.rows[:limit], Counter(reason for _, reason in log), log)
 
 
 def _clean_rows(
@@ -62,27 +67,27 @@ def _clean_rows(
 ) -> InputSet:
     """(id, text, source, fields) tuples -> InputSet, skipping empty/over-long/duplicate texts."""
     rows: list[InputRow] = []
-    skipped: Counter = Counter()
+    log: list[tuple[int, str]] = []
     seen_ids: set[str] = set()
     seen_texts: set[str] = set()
     for row_id, text, source, fields in items:
         text = " ".join(text.split())  # one line, single spaces
         if not text:
-            skipped["empty"] += 1
+            log.append((len(rows), "empty"))
             continue
         if len(text) > max_chars:
-            skipped["too_long"] += 1
+            log.append((len(rows), "too_long"))
             continue
         if dedupe:
             if text in seen_texts:
-                skipped["duplicate_input"] += 1
+                log.append((len(rows), "duplicate_input"))
                 continue
             seen_texts.add(text)
         if row_id in seen_ids:
             raise DataError(source.rsplit(":", 1)[0], f"duplicate row id {row_id!r}", _line_of(source))
         seen_ids.add(row_id)
         rows.append(InputRow(row_id, text, source, fields))
-    return InputSet(rows, skipped)
+    return InputSet(rows, Counter(reason for _, reason in log), log)
 
 
 def _line_of(source: str) -> int | None:
@@ -104,10 +109,8 @@ def read_input_file(
     if column is not None:
         raise DataError(path, f"--column {column!r} needs a .tsv, .csv or .jsonl file; this is read as plain text")
     lines = read_text_lines(path, skip_empty=False)
-    empty = sum(1 for _, text in lines if not text)
-    items = ((f"L{n}", text, f"{path}:{n}", {}) for n, text in lines if text)
+    items = ((f"L{n}", text, f"{path}:{n}", {}) for n, text in lines)
     result = _clean_rows(items, dedupe=dedupe, max_chars=max_chars)
-    result.skipped["empty"] += empty
     if not result.rows:
         raise DataError(path, "no usable lines (all empty, too long or repeated)")
     return result

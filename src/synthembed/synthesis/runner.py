@@ -16,7 +16,8 @@ folder already wrote or dropped, builds every request (the request id is set to 
 answers what it can from the request cache, streams the rest through the backend (which may answer
 out of order; rows complete when all their slots are in), parses, assembles and writes records
 through `synthembed.synthesis.records.RecordStore` (layer a). Every row ends as exactly one record or
-one drop with its reason: ``backend_error`` (after the backend's retries), or whatever the task's
+one drop with its reason: ``backend_error`` (after the backend's retries), ``truncated`` (an answer
+hit max_new_tokens; a task sets ``drop_truncated = False`` to keep such answers), or whatever the task's
 ``Drop`` says (``parse_failure``, ``refusal``, ``copy``, ``length``, ``multi_sentence``, ``duplicate`` ...).
 An optional token budget stops sending new requests once this invocation's backend calls have used
 that many tokens; the run is then marked incomplete and resumes later.
@@ -240,6 +241,11 @@ def _finish_row(
     errors = {slot: got[slot].error for slot in slots if not got[slot].ok}
     if errors:
         store.drop(row.id, "backend_error", raw=raw, detail="; ".join(f"{s}: {e}" for s, e in errors.items()),
+                   meta={"source": row.source, "usage": usage})
+        return True
+    truncated = [slot for slot in slots if got[slot].finish_reason == "length"]
+    if truncated and getattr(task, "drop_truncated", True):
+        store.drop(row.id, "truncated", raw=raw, detail=f"max_new_tokens reached in {truncated}",
                    meta={"source": row.source, "usage": usage})
         return True
     try:

@@ -1,0 +1,229 @@
+"""A local Hugging Face causal LM as a backend: batched, left-padded, chat-templated, seeded per request.
+
+Model references: a folder, a hub id, a ``.gguf`` file (dequantized once and cached, see
+`synthembed.models.gguf`), or ``embedded`` / ``embedded-llm`` (the packaged SmolLM2-135M-Instruct).
+
+Batching: requests are pulled from the input in groups of ``batch_size``, rendered with the model's
+chat template, left-padded and decoded together by ``generate``; each row stops on its own (EOS, its
+own ``max_new_tokens``, the batch's stop strings).
+
+Per-request seeding: sampling is done by `PerRequestSampler`, a ``LogitsProcessor`` that draws each
+row's next token with that row's own ``torch.Generator`` (seeded from ``SamplingParams.seed``) and
+returns scores that make greedy decoding pick exactly that token. A row's random stream therefore
+depends only on its own seed and its own tokens, never on which requests share its batch or their
+order. (Left padding changes the floating-point sums of attention slightly, so in rare near-ties a
+token can still differ between batch compositions; the random draws themselves never do.)
+
+dtype ``auto``: float32 on CPU (measured on this project's CPU with avx512_bf16: bfloat16 generation
+of SmolLM2-135M was not faster than float32, see benchmarks/bench_local_batching.py --dtype), and
+bfloat16 on CUDA devices that support it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from synthembed.errors import ModelLoadError
+from synthembed.llm.base import ChatRequest, Generation, truncate_at_stop
+
+__all__ = ["PerRequestSampler", "TransformersBackend", "resolve_model_folder"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_folder(model: str | Path) -> tuple[str, str]:
+    """(what to pass to from_pretrained, the stable name that enters the cache key) for a model reference."""
+    from synthembed.models.embedded import EMBEDDED_ENCODER, EMBEDDED_LLM, SMOLLM2_GGUF_NAME, embedded_llm_gguf_path
+    from synthembed.models.gguf import dequantized_folder
+
+    reference = str(model)
+    if reference in (EMBEDDED_ENCODER, EMBEDDED_LLM):
+        return str(dequantized_folder(embedded_llm_gguf_path())), f"embedded:{SMOLLM2_GGUF_NAME}"
+    path = Path(reference).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}")
+        return str(dequantized_folder(path)), f"gguf:{path.resolve()}"
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is not a Hugging Face model folder (no config.json)")
+        return str(path.resolve()), str(path.resolve())
+    if reference.startswith((".", "/", "~")) or reference.count("/") > 1:
+        raise ModelLoadError(f"model path does not exist: {reference}")
+    return reference, reference  # hub id
+
+
+class PerRequestSampler:
+    """LogitsProcessor: sample each row with its own generator, temperature and top-p (see module doc).
+
+    Rows with temperature 0 are greedy. The returned scores are 0 at the chosen token and -inf
+    elsewhere, so ``generate(do_sample=False)`` keeps exactly the sampled token.
+    """
+
+    def __init__(self, temperatures: Sequence[float], top_ps: Sequence[float], seeds: Sequence[int | None]) -> None:
+        import torch
+
+        self.temperatures = list(temperatures)
+        self.top_ps = list(top_ps)
+        self.generators = []
+        for seed in seeds:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(0 if seed is None else int(seed))
+            self.generators.append(generator)
+
+    def __call__(self, input_ids, scores):  # input_ids (batch, seq); scores (batch, vocab)
+        import torch
+
+        chosen = torch.empty(scores.shape[0], dtype=torch.long)  # (batch,)
+        logits = scores.detach().float().cpu()  # (batch, vocab)
+        for row in range(scores.shape[0]):
+            temperature = self.temperatures[row]
+            if temperature <= 0:
+                chosen[row] = int(torch.argmax(logits[row]))
+                continue
+            probs = torch.softmax(logits[row] / temperature, dim=-1)  # (vocab,)
+            top_p = self.top_ps[row]
+            if top_p < 1.0:
+                sorted_probs, order = torch.sort(probs, descending=True)  # (vocab,), (vocab,)
+                keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p  # smallest set reaching top_p
+                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+            chosen[row] = int(torch.multinomial(probs, 1, generator=self.generators[row]))
+        out = torch.full_like(scores, float("-inf"))  # (batch, vocab)
+        out[torch.arange(scores.shape[0]), chosen.to(scores.device)] = 0.0
+        return out
+
+
+class _RowLimits:
+    """StoppingCriteria: row i is done once it has ``limits[i]`` new tokens (per-request max_new_tokens)."""
+
+    def __init__(self, prompt_width: int, limits: Sequence[int]) -> None:
+        self.prompt_width = prompt_width
+        self.limits = limits
+
+    def __call__(self, input_ids, scores, **kwargs):  # -> (batch,) bool
+        import torch
+
+        produced = input_ids.shape[1] - self.prompt_width
+        return torch.tensor([produced >= limit for limit in self.limits], device=input_ids.device)
+
+
+class TransformersBackend:
+    """Batched local generation with a Hugging Face causal LM (see the module docstring)."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str | Path = "embedded",
+        *,
+        batch_size: int = 8,
+        dtype: str = "auto",
+        device: str | None = None,
+        **_ignored: object,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        folder, self.model = resolve_model_folder(model)
+        self.batch_size = batch_size
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = self._choose_dtype(dtype)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.lm = AutoModelForCausalLM.from_pretrained(folder, dtype=self.dtype)
+        except OSError as exc:
+            raise ModelLoadError(f"cannot load causal LM {model!r}: {exc}") from None
+        self.lm.to(self.device).eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ModelLoadError(f"{model!r} has no chat template; the transformers backend needs an instruct model")
+
+    def _choose_dtype(self, dtype: str):
+        import torch
+
+        if dtype == "auto":
+            if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+                return torch.bfloat16
+            return torch.float32
+        try:
+            return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                    "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+        except KeyError:
+            raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+
+    def render(self, request: ChatRequest) -> list[int]:
+        """Token ids of the request's messages in the chat template, ready for the assistant's answer."""
+        text = self.tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def generate(self, requests: Iterable[ChatRequest]) -> Iterator[Generation]:
+        batch: list[ChatRequest] = []
+        for request in requests:
+            batch.append(request)
+            if len(batch) >= self.batch_size:
+                yield from self.generate_batch(batch)
+                batch = []
+        if batch:
+            yield from self.generate_batch(batch)
+
+    def generate_batch(self, batch: Sequence[ChatRequest]) -> list[Generation]:
+        """Decode one batch together; one Generation per request, in order."""
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        prompts = [self.render(r) for r in batch]
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)  # (batch, width), left-padded
+        attention = torch.zeros((len(batch), width), dtype=torch.long)  # (batch, width)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        limits = [r.params.max_new_tokens for r in batch]
+        stops = sorted({s for r in batch for s in r.params.stop if s})
+        config = GenerationConfig(
+            max_new_tokens=max(limits),
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=self.lm.generation_config.eos_token_id or self.tokenizer.eos_token_id,
+            stop_strings=stops or None,
+        )
+        sampler = PerRequestSampler([r.params.temperature for r in batch], [r.params.top_p for r in batch],
+                                    [r.params.seed for r in batch])
+        started = time.monotonic()
+        with torch.inference_mode():
+            output = self.lm.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                generation_config=config,
+                logits_processor=LogitsProcessorList([sampler]),
+                stopping_criteria=StoppingCriteriaList([_RowLimits(width, limits)]),
+                tokenizer=self.tokenizer if stops else None,
+            )
+        logger.debug("batch of %d decoded in %.2fs", len(batch), time.monotonic() - started)
+        new_tokens = output[:, width:].cpu()  # (batch, generated)
+        eos_ids = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+        results = []
+        for row, request in enumerate(batch):
+            ids = new_tokens[row].tolist()[: limits[row]]
+            finish = "length"
+            for position, token in enumerate(ids):
+                if token in eos_ids:
+                    ids, finish = ids[:position], "stop"
+                    break
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            text, stopped = truncate_at_stop(text, request.params.stop)
+            if stopped:
+                finish = "stop"
+            results.append(Generation(request.id, text.strip(), None, len(prompts[row]), len(ids), finish))
+        return results
+
+    def close(self) -> None:
+        self.lm = None
