@@ -2,7 +2,8 @@
 
 The answer to a request is, in order of precedence: ``script[request.id]`` (a string, or an
 Exception / ``FakeFailure`` to fail it), ``responder(request)`` if given, else a deterministic text
-derived from a hash of the request (so equal requests get equal answers). Failures can also be drawn
+derived from the request: the words of the last line of the last user message, shuffled by a hash of
+the request (so equal requests get equal answers, and answers look like sentences of the right length). Failures can also be drawn
 at a fixed ``failure_rate`` (seeded by the request, so reproducible). ``latency`` (seconds) is slept
 per request, or per batch of ``batch_size`` requests to mimic a batched local model.
 ``calls`` records the ids of every request it answered, so tests can check what reached it.
@@ -86,7 +87,7 @@ class FakeBackend:
         elif self.responder is not None:
             text = self.responder(request)
         else:
-            text = f"fake answer {digest[:12]}"
+            text = _shuffled_last_line(request, digest)
         text, stopped = truncate_at_stop(text, request.params.stop)
         words = text.split()
         finish = "stop"
@@ -96,3 +97,15 @@ class FakeBackend:
 
     def close(self) -> None:
         pass
+
+
+def _shuffled_last_line(request: ChatRequest, digest: str) -> str:
+    users = [m["content"] for m in request.messages if m["role"] == "user"]
+    lines = [line for line in (users[-1] if users else "").splitlines() if line.strip()]
+    last = lines[-1] if lines else "empty"
+    if last.lower().startswith("sentence:"):
+        last = last.split(":", 1)[1]
+    words = last.split() or ["empty"]
+    random.Random(digest).shuffle(words)
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
