@@ -1,0 +1,230 @@
+"""Coarse-to-fine curriculum over graded negatives (METHODS.md 3.2), as a sentence-transformers batch sampler.
+
+Records carrying levelled negatives (``{"query"|"anchor", "positive", "negatives": [{"level": 1, "text"}, ...]}``)
+become one *level-major* dataset with the columns ``anchor, positive, negative``: block ``k`` holds every
+usable record paired with its negative of level ``levels[k]`` (row ``k * n + i`` = record ``i`` at that level).
+`CurriculumBatchSampler` then decides, batch by batch, which block (level) to draw from:
+
+- ``curriculum``: stages 4, 3, 2, 1 (easiest first, the paper's order);
+- ``reverse``: stages 1, 2, 3, 4;
+- ``random``: one stage; every row of every batch gets a level drawn at random (all levels mixed);
+- ``single:N``: one stage, level N only.
+
+An epoch has ``steps_per_epoch`` batches (default: one pass over the records, ``n // batch_size``), split
+into stages by ``stage_fractions`` (equal by default), so every order spends the same compute. Within a
+stage, batches walk a fresh seeded permutation of the records (cycling if a stage is longer than a pass),
+so a batch never holds the same query twice and in-batch negatives stay valid. Stages run within each
+epoch (``epochs_per_stage=False``, default) or stage ``k`` fills epoch ``k`` (``True``).
+
+Plug it into the trainer at its documented hook: ``SentenceTransformerTrainingArguments(batch_sampler=
+curriculum.batch_sampler_factory())`` (the trainer calls the factory with the dataset and batch size and
+calls ``set_epoch`` every epoch); the rest of the training loop is the library's.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from synthembed.errors import DataError, SynthEmbedError
+
+__all__ = [
+    "CurriculumBatchSampler",
+    "CurriculumSpec",
+    "GradedRows",
+    "graded_rows",
+    "level_major_dataset",
+    "parse_order",
+]
+
+ALL_LEVELS = (1, 2, 3, 4)
+
+
+def parse_order(order: str, levels: Sequence[int] = ALL_LEVELS) -> tuple[str, tuple[int, ...]]:
+    """``curriculum|reverse|random|single:N`` -> (kind, stage levels); stage levels are empty for random."""
+    easy_to_hard = tuple(sorted(levels, reverse=True))
+    if order == "curriculum":
+        return "staged", easy_to_hard
+    if order == "reverse":
+        return "staged", tuple(reversed(easy_to_hard))
+    if order == "random":
+        return "random", ()
+    if order.startswith("single:"):
+        try:
+            level = int(order.split(":", 1)[1])
+        except ValueError:
+            level = -1
+        if level not in levels:
+            raise SynthEmbedError(f"curriculum order {order!r}: level must be one of {list(levels)}")
+        return "staged", (level,)
+    raise SynthEmbedError(f"unknown curriculum order {order!r}; use curriculum, reverse, random or single:N")
+
+
+@dataclass
+class CurriculumSpec:
+    """How to schedule levels: the order, stage lengths, steps per epoch, seed."""
+
+    order: str = "curriculum"
+    stage_fractions: Sequence[float] | None = None  # one per stage; None = equal
+    steps_per_epoch: int | None = None  # None = one pass over the records
+    epochs_per_stage: bool = False
+    seed: int = 0
+    levels: Sequence[int] = ALL_LEVELS
+
+    def stages(self) -> tuple[str, tuple[int, ...]]:
+        return parse_order(self.order, self.levels)
+
+    def stage_lengths(self, total_steps: int) -> list[int]:
+        """Batches per stage for an epoch of `total_steps` (largest-remainder rounding; sums to total)."""
+        kind, stage_levels = self.stages()
+        n_stages = 1 if kind == "random" else len(stage_levels)
+        fractions = list(self.stage_fractions) if self.stage_fractions is not None else [1.0] * n_stages
+        if len(fractions) != n_stages or any(f < 0 for f in fractions) or sum(fractions) <= 0:
+            raise SynthEmbedError(
+                f"curriculum {self.order!r} has {n_stages} stage(s); stage_fractions {fractions} must give "
+                f"{n_stages} non-negative numbers with a positive sum"
+            )
+        exact = [total_steps * f / sum(fractions) for f in fractions]
+        lengths = [math.floor(x) for x in exact]
+        for i in sorted(range(n_stages), key=lambda i: exact[i] - lengths[i], reverse=True)[: total_steps - sum(lengths)]:
+            lengths[i] += 1
+        return lengths
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"order": self.order, "stage_fractions": None if self.stage_fractions is None else list(self.stage_fractions),
+                "steps_per_epoch": self.steps_per_epoch, "epochs_per_stage": self.epochs_per_stage,
+                "seed": self.seed, "levels": list(self.levels)}
+
+
+@dataclass
+class GradedRows:
+    """Usable records as (query, positive, {level: negative}); ``skipped`` counts the rest by reason."""
+
+    queries: list[str]
+    positives: list[str]
+    negatives: list[dict[int, str]]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+def graded_rows(records: Iterable[Mapping[str, Any]], levels: Sequence[int] = ALL_LEVELS, source: str = "records") -> GradedRows:
+    """Pick records that have a query/anchor, a positive and a negative at every level in `levels`.
+
+    A record missing a level is skipped and counted (``missing_level``); a record of the wrong shape
+    raises `DataError` naming `source` and the record number.
+    """
+    out = GradedRows([], [], [], {})
+    for number, record in enumerate(records, start=1):
+        query = record.get("query", record.get("anchor"))
+        positive = record.get("positive")
+        negatives = record.get("negatives")
+        if not isinstance(query, str) or not isinstance(positive, str) or not isinstance(negatives, list):
+            raise DataError(source, "a graded record needs string 'query' (or 'anchor'), string 'positive' and a "
+                            "'negatives' list of {'level', 'text'}", number)
+        by_level: dict[int, str] = {}
+        for negative in negatives:
+            if not isinstance(negative, Mapping) or not isinstance(negative.get("text"), str):
+                raise DataError(source, f"negative {negative!r} is not {{'level': int, 'text': str}}", number)
+            by_level[int(negative.get("level", 0))] = negative["text"]
+        if any(level not in by_level for level in levels):
+            out.skipped["missing_level"] = out.skipped.get("missing_level", 0) + 1
+            continue
+        out.queries.append(query)
+        out.positives.append(positive)
+        out.negatives.append({level: by_level[level] for level in levels})
+    if not out.queries:
+        raise DataError(source, f"no record carries negatives at all of the levels {list(levels)}")
+    return out
+
+
+def level_major_dataset(rows: GradedRows, levels: Sequence[int] = ALL_LEVELS):
+    """A `datasets.Dataset` (anchor, positive, negative) whose block k pairs every record with level levels[k]."""
+    from datasets import Dataset
+
+    anchors, positives, negatives = [], [], []
+    for level in levels:
+        anchors.extend(rows.queries)
+        positives.extend(rows.positives)
+        negatives.extend(n[level] for n in rows.negatives)
+    return Dataset.from_dict({"anchor": anchors, "positive": positives, "negative": negatives})
+
+
+class CurriculumBatchSampler:
+    """Batches of level-major dataset indices in curriculum order (see the module docstring).
+
+    ``n_records`` is the number of records (the dataset has ``len(levels) * n_records`` rows).
+    """
+
+    def __init__(self, n_records: int, batch_size: int, spec: CurriculumSpec, drop_last: bool = True) -> None:
+        if batch_size > n_records:
+            raise SynthEmbedError(f"batch size {batch_size} exceeds the {n_records} graded records")
+        self.n_records = n_records
+        self.batch_size = batch_size
+        self.spec = spec
+        self.drop_last = drop_last
+        self.kind, self.stage_levels = spec.stages()
+        self.levels = tuple(spec.levels)
+        self.epoch = 0
+        per_pass = n_records // batch_size if drop_last else math.ceil(n_records / batch_size)
+        self.steps_per_epoch = spec.steps_per_epoch or per_pass
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer at each epoch start: reseeds, and selects the stage when epochs_per_stage."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def schedule(self) -> list[int | None]:
+        """The level of each batch of the current epoch (None = mixed levels, the ``random`` order)."""
+        if self.kind == "random":
+            return [None] * self.steps_per_epoch
+        if self.spec.epochs_per_stage:
+            stage = min(self.epoch, len(self.stage_levels) - 1)
+            return [self.stage_levels[stage]] * self.steps_per_epoch
+        lengths = self.spec.stage_lengths(self.steps_per_epoch)
+        return [level for level, length in zip(self.stage_levels, lengths) for _ in range(length)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(f"{self.spec.seed}:{self.epoch}")
+        order: list[int] = []
+        position = 0
+        previous_level: object = object()
+        for level in self.schedule():
+            if level != previous_level:  # each stage walks its own fresh permutation
+                order, position, previous_level = [], 0, level
+            batch: list[int] = []
+            while len(batch) < self.batch_size:
+                if position >= len(order):
+                    remaining = set(batch)
+                    order = [i for i in rng.sample(range(self.n_records), self.n_records) if i not in remaining]
+                    position = 0
+                    if not order:
+                        break
+                batch.append(order[position])
+                position += 1
+            if level is None:
+                blocks = [rng.randrange(len(self.levels)) for _ in batch]
+            else:
+                blocks = [self.levels.index(level)] * len(batch)
+            yield [block * self.n_records + record for block, record in zip(blocks, batch)]
+
+    def batch_sampler_factory(self):
+        """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)`` returning this sampler."""
+
+        def factory(dataset: Any, batch_size: int, drop_last: bool, **_: Any) -> CurriculumBatchSampler:
+            if len(dataset) != len(self.levels) * self.n_records:
+                raise SynthEmbedError(
+                    f"curriculum sampler built for {self.n_records} records x {len(self.levels)} levels, "
+                    f"but the training dataset has {len(dataset)} rows; use level_major_dataset()"
+                )
+            if batch_size != self.batch_size:
+                raise SynthEmbedError(f"curriculum sampler built for batch size {self.batch_size}, trainer uses {batch_size}")
+            return self
+
+        return factory
