@@ -1,0 +1,163 @@
+"""Stage configurations: dataclasses filled from a YAML file, then overridden by command-line flags.
+
+Unknown keys are rejected (a typo in a config file must not be silently ignored), and values are
+converted to the field's type, so ``lr: 5e-5`` in YAML and ``--lr 5e-5`` on the command line agree.
+
+    config = load_config(TrainConfig, "train.yaml", overrides={"batch_size": 32})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from synthembed.errors import DataError, SynthEmbedError
+
+C = TypeVar("C")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything `synthembed train` needs (METHODS.md §1.4 defaults where the paper gives them)."""
+
+    data: str = ""  # triplet/pair file (JSONL records, TSV, CSV, JSONL) or a HF dataset name / folder
+    output: str = ""  # the model folder to write
+    model: str = "embedded"  # any reference load_encoder accepts
+    pooling: str | None = None  # registry name; None keeps the model's pooling (mean for plain backbones)
+    mlp_train_only: bool = False  # cls_mlp: drop the MLP at inference (SimCSE unsupervised style)
+    anchor_column: str = "anchor"
+    positive_column: str = "positive"
+    negative_column: str | None = "negative"  # None: pairs only (in-batch negatives)
+    dataset_split: str = "train"  # for Hugging Face datasets
+    limit: int | None = None  # use only the first N usable rows
+    max_length: int = 32
+    batch_size: int = 64
+    lr: float = 5e-5
+    epochs: float = 1.0
+    max_steps: int | None = None  # overrides epochs when set
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    temperature: float = 0.05
+    hard_negative_weight: float = 0.0
+    mlm_weight: float = 0.0  # auxiliary MLM term (encoders only); SimCSE used 0.1
+    mlm_probability: float = 0.15
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 ("auto": bf16/fp16 on a GPU that has it, else fp32)
+    seed: int = 42
+    data_dir: str | None = None  # benchmark data folder with sts/stsb.dev.tsv, sts/sickr.trial.tsv
+    dev_tasks: tuple[str, ...] = ("stsb", "sickr")
+    eval_steps: int | None = None  # dev evaluation every N steps (None: about 4 times per run)
+    eval_batch_size: int = 64
+    logging_steps: int = 10
+    keep_checkpoints: bool = False  # keep output/checkpoints after a successful run
+    resume: bool = True  # continue from the last checkpoint in output/checkpoints when there is one
+
+    def validate(self) -> None:
+        """Raise SynthEmbedError on values that cannot work (before any model is loaded)."""
+        if not self.data:
+            raise SynthEmbedError("no training data given (--data or `data:` in the config)")
+        if not self.output:
+            raise SynthEmbedError("no output folder given (--output or `output:` in the config)")
+        checks = [
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.max_length >= 1, "max_length must be >= 1"),
+            (self.lr > 0, "lr must be positive"),
+            (self.temperature > 0, "temperature must be positive"),
+            (self.epochs > 0 or (self.max_steps or 0) > 0, "epochs or max_steps must be positive"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
+            (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SynthEmbedError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-safe values (tuples as lists)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
+    """Coerce `value` to the dataclass field type `annotation` (given as a string or type)."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {**vars(typing), **vars(types), "Any": Any})  # noqa: S307 (our own annotations)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, key, source)
+            except SynthEmbedError as exc:
+                errors.append(str(exc))
+        raise SynthEmbedError(errors[0] if errors else f"{source}: {key}: invalid value {value!r}")
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise SynthEmbedError(f"{source}: {key}: expected a list, got {value!r}")
+        return tuple(_convert(item, args[0] if args else str, key, source) for item in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise SynthEmbedError(f"{source}: {key}: expected true/false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise SynthEmbedError(f"{source}: {key}: expected a number, got {value!r}")
+        try:
+            converted = annotation(value)
+        except (TypeError, ValueError):
+            raise SynthEmbedError(f"{source}: {key}: expected {annotation.__name__}, got {value!r}") from None
+        if annotation is int and isinstance(value, float) and value != converted:
+            raise SynthEmbedError(f"{source}: {key}: expected an integer, got {value!r}")
+        return converted
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise SynthEmbedError(f"{source}: {key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; DataError if unreadable or not a mapping."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(path, f"cannot read config: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise DataError(path, f"invalid YAML: {getattr(exc, 'problem', exc)}", None if line is None else line + 1) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise DataError(path, "a config file must hold a mapping of key: value")
+    return loaded
+
+
+def build_config(cls: type[C], values: dict[str, Any], source: str) -> C:
+    """Instantiate dataclass `cls` from `values`, rejecting unknown keys and converting types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise SynthEmbedError(f"{source}: unknown key(s) {unknown}; known keys: {sorted(fields)}")
+    converted = {key: _convert(value, fields[key].type, key, source) for key, value in values.items()}
+    return cls(**converted)
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """`cls` from the YAML file at `path` (optional) with `overrides` (non-None values) on top."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update({str(k).replace("-", "_"): v for k, v in read_yaml_mapping(path).items()})
+        build_config(cls, values, str(path))  # report file errors against the file
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_config(cls, values, str(path) if path is not None else "config")

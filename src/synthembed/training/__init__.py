@@ -1,0 +1,1 @@
+"""Training wiring on sentence-transformers' trainer: data loading, `fit`, callbacks."""

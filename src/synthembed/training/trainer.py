@@ -1,0 +1,357 @@
+"""`fit`: the one training entry point every SynthEmbed method calls (SynCSE, ranking refinement, MGH).
+
+It runs sentence-transformers' `SentenceTransformerTrainer` (the Hugging Face Trainer underneath, so
+DDP under ``torchrun`` / ``accelerate launch`` works unchanged) and adds, at the trainer's documented
+hooks only (training arguments, callbacks, a batch-sampler factory):
+
+- dev evaluation every ``eval_steps`` (and once before training) with any sentence-transformers
+  evaluator, normally `synthembed.evaluation.dev.DevSTSEvaluator`; the best checkpoint by the
+  evaluator's primary metric (STS-B dev + SICK-R dev mean) is loaded at the end;
+- resumption: checkpoints go to ``<output>/checkpoints``; calling `fit` again with the same output
+  continues from the last one (optimizer, scheduler, RNG and sampler state included);
+- the output folder: a sentence-transformers model (loadable with `load_encoder(<output>)`), plus
+  ``train_config.yaml`` (everything that made the run), ``dev_curve.tsv`` (step, epoch, metrics),
+  and a model card (README.md) with a SynthEmbed section naming the data and the method.
+
+Example (what `synthembed train` does)::
+
+    from synthembed.training.trainer import FitSettings, fit
+    from synthembed.losses.infonce import InfoNCELoss
+    from synthembed.evaluation.dev import DevSTSEvaluator
+
+    model = load_encoder("embedded", max_length=32)
+    loss = InfoNCELoss(model, temperature=0.05)
+    fit(model, dataset, loss, "runs/m1",
+        settings=FitSettings(batch_size=64, lr=5e-5, epochs=1, eval_steps=100),
+        evaluator=DevSTSEvaluator("../shared/data"),
+        record={"method": "syncse", "data": "train.jsonl"})
+
+Other methods pass their own loss (it may return a dict of named terms: the trainer sums and logs
+each), ``callbacks`` (e.g. a curriculum stage callback) and ``batch_sampler`` (a callable
+``(dataset, batch_size, drop_last, valid_label_columns, generator, seed) -> BatchSampler``, e.g. a
+curriculum sampler; give it ``set_epoch`` if it reshuffles per epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import platform
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from synthembed.io.atomic import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+CONFIG_FILE = "train_config.yaml"
+DEV_CURVE_FILE = "dev_curve.tsv"
+
+
+@dataclasses.dataclass
+class FitSettings:
+    """The training-loop hyper-parameters `fit` needs (the rest of a method's config is just recorded)."""
+
+    batch_size: int = 64  # per process
+    lr: float = 5e-5
+    epochs: float = 1.0
+    max_steps: int | None = None  # overrides epochs when set
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    lr_scheduler: str = "linear"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    seed: int = 42
+    eval_steps: int | None = None  # None: about 4 evaluations per run
+    eval_on_start: bool = True  # score the untrained model first (the dev curve's step 0)
+    logging_steps: int = 10
+    keep_checkpoints: bool = False
+    resume: bool = True
+    gradient_accumulation_steps: int = 1
+
+    @classmethod
+    def from_config(cls, config: Any) -> FitSettings:
+        """Pick the fields of a stage config (e.g. `TrainConfig`) that have the same names."""
+        values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> bf16 (or fp16) on a CUDA device that supports it, fp32 elsewhere.
+
+    On CPU fp32 is chosen: autocast to bf16 was measured slower than fp32 for these small models on
+    this project's CPUs (see benchmarks/bench_train_throughput.py ``--precision``); ask for bf16 explicitly
+    to override.
+    """
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def steps_per_epoch(n_rows: int, batch_size: int, world_size: int, drop_last: bool, accumulation: int = 1) -> int:
+    """Optimizer steps in one epoch for `n_rows` rows split over `world_size` processes."""
+    per_step = batch_size * world_size * accumulation
+    return max(1, n_rows // per_step if drop_last else math.ceil(n_rows / per_step))
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _trainer_class() -> type:
+    """`SentenceTransformerTrainer` (a subclass point kept for future hooks)."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    return SentenceTransformerTrainer
+
+
+def _dev_curve_callback(output: Path, metric: str | None) -> Any:
+    """A callback writing ``dev_curve.tsv`` after every evaluation, rebuilt from the trainer's log history."""
+    from transformers import TrainerCallback
+
+    class DevCurveCallback(TrainerCallback):
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                write_dev_curve(output / DEV_CURVE_FILE, state.log_history, metric)
+
+    return DevCurveCallback()
+
+
+def write_dev_curve(path: Path, log_history: Sequence[dict[str, Any]], metric: str | None) -> list[dict[str, Any]]:
+    """Write the evaluation entries of a Trainer log history as TSV (step, epoch, eval metrics)."""
+    rows = [e for e in log_history if any(k.startswith("eval_") and k.endswith("spearman") for k in e)]
+    if metric is not None:
+        rows = [e for e in log_history if metric in e] or rows
+    keys = sorted({k for e in rows for k in e if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))})
+    lines = ["\t".join(["step", "epoch", *keys])]
+    for entry in rows:
+        cells = [str(entry.get("step", "")), f"{entry.get('epoch', 0) or 0:.4f}"]
+        cells += [f"{entry[k]:.4f}" if isinstance(entry.get(k), (int, float)) else "" for k in keys]
+        lines.append("\t".join(cells))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return rows
+
+
+def _version_record() -> dict[str, str]:
+    import sentence_transformers
+    import transformers
+
+    from synthembed import __version__
+
+    return {
+        "synthembed": __version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def fit(
+    model: nn.Module,
+    train_dataset: Any,
+    loss: nn.Module,
+    output_dir: str | Path,
+    *,
+    settings: FitSettings | None = None,
+    evaluator: Any | None = None,
+    callbacks: Sequence[Any] = (),
+    batch_sampler: Callable[..., Any] | None = None,
+    record: dict[str, Any] | None = None,
+    method: str = "contrastive training (InfoNCE with in-batch and hard negatives)",
+    data_description: str = "",
+    training_args: dict[str, Any] | None = None,
+) -> Path:
+    """Train `model` on `train_dataset` with `loss`; write the model folder `output_dir`; return its path.
+
+    Args:
+        model: a SentenceTransformer (e.g. from `load_encoder`), trained in place.
+        train_dataset: a `datasets.Dataset` whose columns are what `loss` expects (text columns in order).
+        loss: a sentence-transformers style loss module (may return a dict of named terms).
+        output_dir: the final model folder; checkpoints live in ``<output_dir>/checkpoints``.
+        settings: loop hyper-parameters (`FitSettings`); defaults if None.
+        evaluator: a sentence-transformers evaluator with ``primary_metric`` (e.g. `DevSTSEvaluator`);
+            enables dev evaluation every ``eval_steps`` and best-checkpoint selection by that metric.
+        callbacks: extra `transformers.TrainerCallback` instances (e.g. curriculum stages).
+        batch_sampler: a batch-sampler factory (see the module docstring); default: random batches.
+        record: the method's full config, written to ``train_config.yaml`` with the resolved settings.
+        method, data_description: named in the model card.
+        training_args: extra `SentenceTransformerTrainingArguments` fields (they win over `settings`).
+    """
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    settings = settings or FitSettings()
+    output = Path(output_dir)
+    checkpoints = output / CHECKPOINTS
+    world = _world_size()
+    drop_last = world > 1  # gathering needs equal batch sizes on every process
+    total_steps = settings.max_steps or math.ceil(
+        settings.epochs
+        * steps_per_epoch(len(train_dataset), settings.batch_size, world, drop_last, settings.gradient_accumulation_steps)
+    )
+    eval_steps = settings.eval_steps or max(1, total_steps // 4)
+    precision = resolve_precision(settings.precision)
+    metric = getattr(evaluator, "primary_metric", None) if evaluator is not None else None
+    metric_key = None if metric is None else (metric if metric.startswith("eval_") else f"eval_{metric}")
+
+    last = get_last_checkpoint(str(checkpoints)) if settings.resume and checkpoints.is_dir() else None
+    if last is None and checkpoints.is_dir() and any(checkpoints.iterdir()):
+        logger.warning("%s holds no complete checkpoint; starting from scratch", checkpoints)
+
+    args_values: dict[str, Any] = {
+        "output_dir": str(checkpoints),
+        "per_device_train_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "learning_rate": settings.lr,
+        "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps or -1,
+        "warmup_steps": settings.warmup_ratio,
+        "weight_decay": settings.weight_decay,
+        "lr_scheduler_type": settings.lr_scheduler,
+        "seed": settings.seed,
+        "data_seed": settings.seed,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "logging_steps": settings.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": eval_steps,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "dataloader_drop_last": drop_last,
+        "disable_tqdm": not logger.isEnabledFor(logging.INFO),
+    }
+    if batch_sampler is not None:
+        args_values["batch_sampler"] = batch_sampler
+    if evaluator is not None:
+        args_values.update(
+            eval_strategy="steps",
+            eval_steps=eval_steps,
+            eval_on_start=settings.eval_on_start and last is None,
+            load_best_model_at_end=True,
+            metric_for_best_model=metric_key,
+            greater_is_better=bool(getattr(evaluator, "greater_is_better", True)),
+        )
+    args_values.update(training_args or {})
+    args = SentenceTransformerTrainingArguments(**args_values)
+
+    full_record = {
+        "method": method,
+        "data": data_description,
+        **(record or {}),
+        "fit": {
+            **dataclasses.asdict(settings),
+            "resolved_precision": precision,
+            "world_size": world,
+            "train_rows": len(train_dataset),
+            "total_steps": total_steps,
+            "eval_steps": eval_steps,
+            "selection_metric": metric_key,
+            "loss": {"class": type(loss).__name__, **(loss.get_config_dict() if hasattr(loss, "get_config_dict") else {})},
+        },
+        "versions": _version_record(),
+    }
+    if _is_main_process():
+        output.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
+
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[_dev_curve_callback(output, metric_key), *callbacks],
+    )
+    if last is not None:
+        logger.warning("resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+
+    if trainer.is_world_process_zero():
+        best = {
+            "best_checkpoint_step": _step_of(trainer.state.best_model_checkpoint),
+            "best_metric": trainer.state.best_metric,
+            "steps_done": trainer.state.global_step,
+        }
+        full_record["result"] = best
+        _save_model(model, output)
+        if metric_key is not None:
+            write_dev_curve(output / DEV_CURVE_FILE, trainer.state.log_history, metric_key)
+        atomic_write_text(output / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
+        _append_model_card(output, method, data_description, full_record)
+        if not settings.keep_checkpoints:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return output
+
+
+def _step_of(checkpoint: str | None) -> int | None:
+    if not checkpoint:
+        return None
+    tail = checkpoint.rstrip("/").rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _save_model(model: nn.Module, output: Path) -> None:
+    """Save the model into a temporary sibling, then move its entries into `output` (each move atomic)."""
+    staging = output.with_name(f".{output.name}.saving")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
+    for entry in staging.iterdir():
+        target = output / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staging.rmdir()
+
+
+def _append_model_card(output: Path, method: str, data: str, record: dict[str, Any]) -> None:
+    """Add a SynthEmbed section (method, data, key settings, dev result) to the model card README.md."""
+    card = output / "README.md"
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    fit_record = record.get("fit", {})
+    result = record.get("result", {})
+    lines = [
+        "",
+        "## SynthEmbed training",
+        "",
+        f"- Method: {method}",
+        f"- Training data: {data or 'not described'} ({fit_record.get('train_rows', '?')} rows)",
+        f"- Loss: {fit_record.get('loss')}",
+        f"- Steps: {result.get('steps_done')} (batch {fit_record.get('batch_size')} per process x "
+        f"{fit_record.get('world_size')} processes, lr {fit_record.get('lr')}, precision {fit_record.get('resolved_precision')})",
+    ]
+    if result.get("best_metric") is not None:
+        lines.append(
+            f"- Selected checkpoint: step {result.get('best_checkpoint_step')} by {fit_record.get('selection_metric')} "
+            f"= {result['best_metric']:.2f} (dev sets only; the curve is in {DEV_CURVE_FILE})"
+        )
+    lines.append(f"- Full configuration: {CONFIG_FILE}")
+    atomic_write_text(card, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+
+
+def _yaml_safe(value: Any) -> Any:
+    """Plain YAML types: tuples -> lists, paths and other objects -> strings."""
+    if isinstance(value, dict):
+        return {str(k): _yaml_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_yaml_safe(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)  # also plain-str copies of str subclasses (e.g. torch's version string)
