@@ -63,7 +63,8 @@ class DevSTSEvaluator(BaseEvaluator):
             metrics[f"{self.name}_{task.name}_spearman"] = 100.0 * spearman(task.scores, task.cosine_scores(table))
         metrics[self.primary_metric] = float(np.mean(list(metrics.values())))
         logger.info("dev STS (epoch %s, step %s): %s", epoch, steps, {k: round(v, 2) for k, v in metrics.items()})
-        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        if hasattr(model, "model_card_data"):  # a SentenceTransformer (not a bare test encoder)
+            self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics
 
     @property

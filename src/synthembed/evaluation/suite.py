@@ -150,6 +150,19 @@ def evaluate_model(
     }
 
 
+def json_safe(value: Any) -> Any:
+    """Copy of `value` with NaN/inf floats as None (strict JSON) and numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _model_label(model: Any) -> str:
     card = getattr(model, "model_card_data", None)
     for attribute in ("model_name", "base_model", "model_id"):

@@ -1,0 +1,76 @@
+"""`synthembed evaluate MODEL`: STS / retrieval / reranking / MTEB scores as a table and results.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from synthembed.cli._common import add_data_dir_argument, resolve_data_dir
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate an embedding model (STS, retrieval, reranking, MTEB)",
+        description=(
+            "Evaluate MODEL on the STS suite (Spearman x100 of cosine), BEIR retrieval (nDCG@10, "
+            "Recall@100, MRR@10), reranking JSONL (MAP, MRR@10) or MTEB tasks. Tasks whose data is "
+            "missing are skipped with a note."
+        ),
+    )
+    parser.add_argument("model", help="model reference accepted by load_encoder (e.g. embedded, a folder, a hub id)")
+    parser.add_argument(
+        "--tasks",
+        default="sts7",
+        help="comma-separated tasks: sts12..sts16, stsb, sickr, sts7 (all seven STS), scifact or "
+        "retrieval:DIR, rerank:NAME_OR_FILE.jsonl, mteb:TASK (default: sts7)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("test", "dev", "train"),
+        default="test",
+        help="test (default) or dev (= STS-B dev and SICK-R trial; for model selection)",
+    )
+    add_data_dir_argument(parser)
+    parser.add_argument("--output", type=Path, default=None, help="write results.json here (atomic)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--pooling", default=None, help="replace the model's pooling (registry name)")
+    parser.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens")
+    parser.add_argument("--no-progress", action="store_true", help="hide the encoding progress bar")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthembed.evaluation.report import format_table
+    from synthembed.evaluation.suite import evaluate_model, expand_task_names, json_safe
+    from synthembed.io.atomic import atomic_write_json
+    from synthembed.models.encoder import load_encoder
+
+    if args.batch_size < 1:
+        raise SystemExit("synthembed evaluate: --batch-size must be at least 1")
+    try:
+        tasks = expand_task_names(args.tasks)
+    except ValueError as exc:
+        raise SystemExit(f"synthembed evaluate: {exc}") from None
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is not None and not data_dir.is_dir():
+        raise SystemExit(f"synthembed evaluate: data folder not found: {data_dir}")
+    model = load_encoder(args.model, pooling=args.pooling, max_length=args.max_length)
+    try:
+        results = evaluate_model(
+            model,
+            tasks,
+            split=args.split,
+            data_dir=data_dir,
+            batch_size=args.batch_size,
+            show_progress=not args.no_progress,
+            model_name=args.model,
+        )
+    except ValueError as exc:  # unknown task name
+        raise SystemExit(f"synthembed evaluate: {exc}") from None
+    results["config"].update({"pooling": args.pooling, "max_length_arg": args.max_length})
+    print(format_table(results))
+    if args.output is not None:
+        atomic_write_json(args.output, json_safe(results))
+        print(f"wrote {args.output}")
+    return 0 if results["tasks"] else 1
