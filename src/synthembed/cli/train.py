@@ -1,0 +1,79 @@
+"""`synthembed train`: SynCSE / supervised-SimCSE contrastive training (METHODS.md §1.4).
+
+Flags override the keys of an optional YAML ``--config`` (same names, ``-`` or ``_``); unknown
+config keys are rejected. The work is done by `synthembed.training.syncse.train_from_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from synthembed.cli._common import add_data_dir_argument, resolve_data_dir
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="contrastive training (InfoNCE with in-batch and hard negatives) on triplets or pairs",
+        description="Train a sentence-embedding model with the supervised SimCSE / SynCSE objective.",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the keys below")
+    parser.add_argument("--data", default=None, help="JSONL records, TSV/CSV/JSONL with named columns, or a HF dataset")
+    parser.add_argument("--output", default=None, help="model folder to write (resumes if it holds checkpoints)")
+    parser.add_argument("--model", default=None, help="backbone for load_encoder (default: embedded)")
+    parser.add_argument("--pooling", default=None, help="pooling registry name (e.g. cls_mlp, mean)")
+    parser.add_argument("--mlp-train-only", action="store_true", default=None, help="cls_mlp: drop the MLP at inference")
+    parser.add_argument("--anchor-column", default=None)
+    parser.add_argument("--positive-column", default=None)
+    parser.add_argument("--negative-column", default=None, help="'none' for pairs without hard negatives")
+    parser.add_argument("--dataset-split", default=None, help="split of a Hugging Face dataset (default: train)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N usable rows")
+    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="per process")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--warmup-ratio", type=float, default=None)
+    parser.add_argument("--max-length", type=int, default=None)
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--hard-negative-weight", type=float, default=None, help="SimCSE log-weight b (default 0)")
+    parser.add_argument("--mlm-weight", type=float, default=None, help="auxiliary MLM weight (encoders; 0 = off)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--eval-steps", type=int, default=None, help="dev evaluation every N steps")
+    parser.add_argument("--no-dev", action="store_true", help="train without dev evaluation / model selection")
+    parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in the output folder")
+    add_data_dir_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """The config keys given on the command line (None = not given)."""
+    keys = (
+        "data", "output", "model", "pooling", "mlp_train_only", "anchor_column", "positive_column",
+        "dataset_split", "limit", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
+        "temperature", "hard_negative_weight", "mlm_weight", "precision", "seed", "eval_steps",
+    )
+    values: dict[str, object] = {key: getattr(args, key) for key in keys}
+    if args.negative_column is not None:
+        values["negative_column"] = None if args.negative_column.lower() in ("none", "null", "") else args.negative_column
+    if args.no_resume:
+        values["resume"] = False
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is not None:
+        values["data_dir"] = str(data_dir)
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthembed.config import TrainConfig, build_config, load_config
+    from synthembed.training.syncse import train_from_config
+
+    overrides = overrides_from_args(args)
+    negative_given = "negative_column" in overrides
+    config = load_config(TrainConfig, args.config, {k: v for k, v in overrides.items() if v is not None})
+    if negative_given and overrides["negative_column"] is None:
+        config = build_config(TrainConfig, {**config.to_dict(), "negative_column": None}, "command line")
+    output = train_from_config(config, dev=not args.no_dev)
+    print(f"wrote {output}")
+    return 0

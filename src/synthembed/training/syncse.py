@@ -1,0 +1,102 @@
+"""SynCSE / supervised SimCSE training from a `TrainConfig`: data -> model -> InfoNCE -> `fit`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from synthembed.config import TrainConfig
+from synthembed.errors import SynthEmbedError
+
+logger = logging.getLogger(__name__)
+
+METHOD = "SynCSE / supervised SimCSE: InfoNCE with in-batch and hard negatives (METHODS.md 1.4)"
+
+
+def build_model(config: TrainConfig) -> Any:
+    """The backbone from `load_encoder` with the configured pooling and max length.
+
+    ``cls_mlp`` with ``mlp_train_only`` trains with the MLP and skips it at inference (SimCSE);
+    without it the MLP is kept at inference too (SimCSE's supervised recipe).
+    """
+    from sentence_transformers import SentenceTransformer
+
+    from synthembed.models.encoder import load_encoder
+    from synthembed.models.pooling import build_pooling
+    from synthembed.training.modality import pin_text_modality
+
+    model = load_encoder(config.model, pooling=config.pooling, max_length=config.max_length)
+    pin_text_modality(model)  # plain sentences, not chat messages (see synthembed.training.modality)
+    if config.pooling == "cls_mlp" and config.mlp_train_only:
+        modules = list(model)
+        index = next(i for i, m in enumerate(modules) if getattr(m, "pooling_name", None) == "cls_mlp")
+        old = modules[index]
+        new = build_pooling("cls_mlp", old.embedding_dimension, mlp_train_only=True)
+        new.load_state_dict(old.state_dict())
+        modules[index] = new
+        model = SentenceTransformer(modules=modules, device=str(model.device))
+        model.max_seq_length = config.max_length
+    return model
+
+
+def build_evaluator(config: TrainConfig) -> Any:
+    """`DevSTSEvaluator` on the configured dev tasks (STS-B dev, SICK-R trial by default)."""
+    from synthembed.evaluation.dev import DevSTSEvaluator
+
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    try:
+        return DevSTSEvaluator(data_dir, tasks=config.dev_tasks, split="dev", batch_size=config.eval_batch_size)
+    except (OSError, ValueError, ConnectionError) as exc:
+        raise SynthEmbedError(
+            f"cannot load the dev sets {list(config.dev_tasks)} (give --data-dir with sts/stsb.dev.tsv and "
+            f"sts/sickr.trial.tsv, or --no-dev): {exc}"
+        ) from exc
+
+
+def train_from_config(config: TrainConfig, *, dev: bool = True) -> Path:
+    """Run one training as `config` describes; returns the output model folder."""
+    from transformers import set_seed
+
+    from synthembed.losses.infonce import InfoNCELoss
+    from synthembed.training.data import load_training_rows
+    from synthembed.training.trainer import FitSettings, fit
+
+    config.validate()
+    rows = load_training_rows(
+        config.data,
+        config.anchor_column,
+        config.positive_column,
+        config.negative_column,
+        split=config.dataset_split,
+        limit=config.limit,
+    )
+    n_negatives = len(rows.columns) - 2
+    logger.warning("training rows: %d from %s (%d negative(s) per row)", len(rows), rows.source, n_negatives)
+    evaluator = build_evaluator(config) if dev else None
+    set_seed(config.seed)  # the MLP of cls_mlp and anything else initialised at load time
+    model = build_model(config)
+    loss = InfoNCELoss(
+        model,
+        temperature=config.temperature,
+        hard_negative_weight=config.hard_negative_weight,
+        mlm_weight=config.mlm_weight,
+        mlm_probability=config.mlm_probability,
+    )
+    record = {
+        "config": config.to_dict(),
+        "data_rows": len(rows),
+        "negatives_per_row": n_negatives,
+        "skipped_rows": dict(rows.skipped),
+    }
+    return fit(
+        model,
+        rows.to_dataset(),
+        loss,
+        config.output,
+        settings=FitSettings.from_config(config),
+        evaluator=evaluator,
+        record=record,
+        method=METHOD,
+        data_description=f"{rows.source} ({n_negatives} hard negative(s) per row)",
+    )
