@@ -1,0 +1,91 @@
+"""`synthembed synthesize graded`: MGH records (query, positive, four graded negatives), full or partial."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(method_subparsers: argparse._SubParsersAction) -> None:
+    from synthembed.cli.synthesize import (
+        add_backend_arguments,
+        add_input_arguments,
+        add_run_arguments,
+        add_sampling_arguments,
+    )
+
+    parser = method_subparsers.add_parser(
+        "graded",
+        help="MGH: query, positive and four negatives at graded similarity (level 1 hardest)",
+        description="MGH (METHODS.md 3.1). full: brainstorm task descriptions, then one JSON record per task; "
+        "partial: positive and graded negatives for given queries (--input/--dataset). --limit counts records.",
+    )
+    parser.add_argument("--mode", choices=["full", "partial"], default="full")
+    add_input_arguments(parser, required=False)
+    prompts = parser.add_argument_group("prompts (default: the packaged ones)")
+    prompts.add_argument("--brainstorm-prompt", type=Path, default=None, help="template with {n} and {brainstorm}")
+    prompts.add_argument("--graded-prompt", type=Path, default=None, help="template with {task}, {query}, {document}")
+    prompts.add_argument("--partial-prompt", type=Path, default=None, help="template with {query}")
+    prompts.add_argument("--families", type=Path, default=None, help="JSON of task families")
+    prompts.add_argument("--example", type=Path, default=None, help="JSON demonstration {task, family, answer}")
+    prompts.add_argument("--no-example", action="store_true", help="show no demonstration (shorter prompts)")
+    prompts.add_argument("--family", action="append", default=None,
+                         help="task family to brainstorm (repeatable; default all five)")
+    prompts.add_argument("--tasks-per-request", type=int, default=10, help="task descriptions per brainstorm request")
+    add_sampling_arguments(parser, temperature=1.0, top_p=0.95, max_new_tokens=700)
+    add_backend_arguments(parser)
+    add_run_arguments(parser)
+    parser.add_argument("--check-levels", default=None, metavar="MODEL",
+                        help="after synthesis, report with this embedding model (e.g. 'embedded') how often the "
+                        "levels come out in order of similarity; written to OUTPUT/level_check.json")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from synthembed.cli.synthesize import backend_from_args, input_rows_from_args, run_options_from_args
+    from synthembed.errors import SynthEmbedError
+    from synthembed.synthesis.graded import FAMILIES, BrainstormTask, GradedTask, load_prompts, run_graded
+    from synthembed.synthesis.runner import RunOptions
+
+    prompts = load_prompts(args.brainstorm_prompt, args.graded_prompt, args.partial_prompt, args.families,
+                           args.example, use_example=not args.no_example)
+    task = GradedTask(prompts, partial=args.mode == "partial", temperature=args.temperature, top_p=args.top_p,
+                      max_new_tokens=args.max_new_tokens)
+    rows = input_rows_from_args(args)
+    if args.mode == "partial" and not rows:
+        raise SynthEmbedError("--mode partial needs queries: --input FILE or --dataset NAME --column COL")
+    if args.mode == "full" and rows:
+        raise SynthEmbedError("--mode full brainstorms its own tasks; drop --input/--dataset (or use --mode partial)")
+    options = RunOptions(**run_options_from_args(args))
+    backend = backend_from_args(args)
+    try:
+        if args.mode == "partial":
+            summary = run_graded(task, backend, options, rows=rows)
+        else:
+            brainstorm = BrainstormTask(prompts, per_request=args.tasks_per_request,
+                                        families=tuple(args.family or FAMILIES), temperature=args.temperature,
+                                        top_p=args.top_p)
+            summary = run_graded(task, backend, options, brainstorm=brainstorm)
+    finally:
+        backend.close()
+    print(summary.text())
+    if summary.complete:
+        print(f"records: {args.output / 'records.jsonl'}")
+    if args.check_levels:
+        check_levels(args.output, args.check_levels)
+    return 0 if summary.complete else 3
+
+
+def check_levels(output: Path, model_name: str) -> None:
+    """Write and print the level-order report of the records in `output`."""
+    import json
+
+    from synthembed.io.atomic import atomic_write_json
+    from synthembed.models.encoder import load_encoder
+    from synthembed.synthesis.graded import level_order_report
+    from synthembed.synthesis.records import iter_records
+
+    report = level_order_report(list(iter_records(output)), load_encoder(model_name))
+    report["model"] = model_name
+    atomic_write_json(output / "level_check.json", report)
+    print("level check:", json.dumps(report, indent=1))
