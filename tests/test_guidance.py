@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthembed.llm.guidance import GuidedRequest, SamplingParams, guided_generate, left_pad
+from synthembed.llm.guidance import GuidedRequest, GuidanceParams, guided_generate, left_pad
 
 PROMPTS = [
     "Rewrite: the cat sat on the mat.",
@@ -58,7 +58,7 @@ def test_guided_matches_hf_reference(tiny_lm, gamma):
     requests = [GuidedRequest(p, n) for p, n in zip(enc, negs, strict=True)]
     eos_id = tokenizer.eos_token_id
     outs = guided_generate(
-        model, requests, SamplingParams(guidance_scale=gamma, max_new_tokens=12), eos_token_ids=[eos_id], pad_token_id=eos_id
+        model, requests, GuidanceParams(guidance_scale=gamma, max_new_tokens=12), eos_token_ids=[eos_id], pad_token_id=eos_id
     )
     for req, out in zip(requests, outs, strict=True):
         ref = _reference(model, list(req.prompt_ids), req.negative_ids and list(req.negative_ids), gamma, 12, eos_id)
@@ -72,7 +72,7 @@ def test_rows_stop_independently(tiny_lm):
     enc = [tokenizer(p)["input_ids"] for p in PROMPTS]
     requests = [GuidedRequest(p, enc[(i + 2) % len(enc)]) for i, p in enumerate(enc)]
     outs = guided_generate(
-        model, requests, SamplingParams(guidance_scale=1.5, max_new_tokens=10), eos_token_ids=[eos_id], pad_token_id=0
+        model, requests, GuidanceParams(guidance_scale=1.5, max_new_tokens=10), eos_token_ids=[eos_id], pad_token_id=0
     )
     assert any(o.finish_reason == "stop" for o in outs)
     for req, out in zip(requests, outs, strict=True):
@@ -86,7 +86,7 @@ def test_gamma_one_equals_plain_decoding(tiny_lm):
     model, tokenizer = tiny_lm
     enc = [tokenizer(p)["input_ids"] for p in PROMPTS]
     eos_id = tokenizer.eos_token_id
-    params = SamplingParams(guidance_scale=1.0, max_new_tokens=10)
+    params = GuidanceParams(guidance_scale=1.0, max_new_tokens=10)
     guided = guided_generate(
         model, [GuidedRequest(p, enc[0]) for p in enc], params, eos_token_ids=[eos_id], pad_token_id=eos_id
     )
@@ -101,11 +101,11 @@ def test_guidance_changes_output(tiny_lm):
     model, tokenizer = tiny_lm
     enc = [tokenizer(p)["input_ids"] for p in PROMPTS]
     eos_id = tokenizer.eos_token_id
-    plain = guided_generate(model, [GuidedRequest(p) for p in enc], SamplingParams(max_new_tokens=8), eos_token_ids=[eos_id], pad_token_id=eos_id)
+    plain = guided_generate(model, [GuidedRequest(p) for p in enc], GuidanceParams(max_new_tokens=8), eos_token_ids=[eos_id], pad_token_id=eos_id)
     guided = guided_generate(
         model,
         [GuidedRequest(p, enc[(i + 1) % 5]) for i, p in enumerate(enc)],
-        SamplingParams(guidance_scale=4.0, max_new_tokens=8),
+        GuidanceParams(guidance_scale=4.0, max_new_tokens=8),
         eos_token_ids=[eos_id],
         pad_token_id=eos_id,
     )
@@ -116,7 +116,7 @@ def test_sampling_reproducible_per_request_seed(tiny_lm):
     model, tokenizer = tiny_lm
     enc = [tokenizer(p)["input_ids"] for p in PROMPTS]
     eos_id = tokenizer.eos_token_id
-    params = SamplingParams(guidance_scale=1.5, max_new_tokens=8, do_sample=True, temperature=1.0, top_p=0.9)
+    params = GuidanceParams(guidance_scale=1.5, max_new_tokens=8, do_sample=True, temperature=1.0, top_p=0.9)
     reqs = [GuidedRequest(p, enc[0], seed=100 + i) for i, p in enumerate(enc)]
     a = guided_generate(model, reqs, params, eos_token_ids=[eos_id], pad_token_id=eos_id)
     b = guided_generate(model, reqs[::-1], params, eos_token_ids=[eos_id], pad_token_id=eos_id)[::-1]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["GuidedRequest", "GuidedOutput", "SamplingParams", "guided_generate", "left_pad"]
+__all__ = ["GuidedRequest", "GuidedOutput", "GuidanceParams", "guided_generate", "left_pad", "load_causal_lm"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class GuidedRequest:
 
 
 @dataclass(frozen=True)
-class SamplingParams:
+class GuidanceParams:
     """Decoding settings shared by a batch; ``do_sample=False`` is greedy (the method's default)."""
 
     guidance_scale: float = 1.5
@@ -83,7 +83,7 @@ def _guided_scores(
     return scores
 
 
-def _sample(scores: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]) -> torch.Tensor:
+def _sample(scores: torch.Tensor, params: GuidanceParams, generators: list[torch.Generator]) -> torch.Tensor:
     """Temperature / top-k / top-p sampling, one draw per row from that row's own generator; ``(n,)``."""
     scores = scores / max(params.temperature, 1e-6)  # (n, vocab)
     if params.top_k > 0:
@@ -103,7 +103,7 @@ def _sample(scores: torch.Tensor, params: SamplingParams, generators: list[torch
 def guided_generate(
     model: torch.nn.Module,
     requests: Sequence[GuidedRequest],
-    params: SamplingParams,
+    params: GuidanceParams,
     *,
     eos_token_ids: Sequence[int],
     pad_token_id: int,
@@ -186,3 +186,38 @@ def guided_generate(
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)  # (rows, width + t + 1)
         positions = next_pos[:, None]  # (rows, 1)
     return outputs
+
+
+def load_causal_lm(reference: str, *, dtype: str = "float32", device: str | None = None):
+    """``(model, tokenizer)`` for guided decoding: 'embedded'/'embedded-llm' (packaged SmolLM2), a
+    .gguf file (dequantized once, cached), a Hugging Face folder or a hub id. The tokenizer gets a pad
+    token (eos) when it has none; the model is in eval mode."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from synthembed.errors import ModelLoadError
+    from synthembed.models.embedded import embedded_llm_gguf_path
+    from synthembed.models.gguf import dequantized_folder
+
+    if reference in ("embedded", "embedded-llm"):
+        folder: str = str(dequantized_folder(embedded_llm_gguf_path()))
+    elif reference.endswith(".gguf"):
+        if not Path(reference).is_file():
+            raise ModelLoadError(f"GGUF file not found: {reference}")
+        folder = str(dequantized_folder(Path(reference)))
+    else:
+        folder = reference
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    if torch_dtype is None:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load causal LM {reference!r}: {exc}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), tokenizer

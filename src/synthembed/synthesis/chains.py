@@ -37,6 +37,7 @@ __all__ = [
     "kendall_tau",
     "load_prompt_template",
     "render_prompt",
+    "run_chains",
     "tau_summary",
 ]
 
@@ -259,10 +260,10 @@ def generate_chains(
 
     `teacher_similarities(chains)` returns, per chain, ``sim(s0, s_k)`` for k = 1..K; when given,
     each kept chain's Kendall tau is recorded in its meta, and chains with tau < ``config.min_tau``
-    are dropped as ``teacher_order``. Returns ``{"taus": [...], "complete": bool, "new_tokens": int}``.
+    are dropped as ``teacher_order``. Returns ``{"taus": [...] (this call's), "complete": bool, "new_tokens": int}``.
     """
     todo = [row for row in rows if row.id not in store.done_ids]
-    taus: list[float] = [t for t in getattr(store, "_resumed_taus", [])]
+    taus: list[float] = []
     used_tokens = 0
     complete = True
     for start in range(0, len(todo), config.batch_size):
@@ -312,3 +313,96 @@ def _detail(reason: str, res: dict[str, Any], tau: float | None) -> str:
 def config_record(config: ChainConfig, *, model: str, template: str, teacher: str | None) -> dict[str, Any]:
     """What the manifest records about a chains run."""
     return {"method": "chains", "model": model, "teacher": teacher, "prompt_template": template, **asdict(config)}
+
+
+def _teacher_scorer(reference: str, device: str | None) -> Callable[[list[list[str]]], list[list[float]]]:
+    """sim(s0, s_k), k = 1..K, per chain, from a `load_encoder` model (cosine of normalised embeddings)."""
+    from synthembed.models.encoder import load_encoder
+
+    encoder = load_encoder(reference, device=device)
+
+    def score(chains: list[list[str]]) -> list[list[float]]:
+        flat = [s for chain in chains for s in chain]
+        emb = encoder.encode(flat, convert_to_tensor=True, normalize_embeddings=True, batch_size=64)  # (sum n, d)
+        out, start = [], 0
+        for chain in chains:
+            block = emb[start : start + len(chain)]  # (n, d)
+            out.append((block[1:] @ block[0]).tolist())  # (n - 1,)
+            start += len(chain)
+        return out
+
+    return score
+
+
+def _stored_taus(out_dir: Path) -> list[float]:
+    """Teacher taus recorded in every kept and dropped chain of a folder (all runs into it)."""
+    import json
+
+    taus = []
+    for sub in ("records", "dropped"):
+        for shard in sorted((out_dir / sub).glob("part-*.jsonl")):
+            for line in shard.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    tau = json.loads(line).get("meta", {}).get("teacher_tau")
+                    if tau is not None:
+                        taus.append(float(tau))
+    return taus
+
+
+def run_chains(
+    rows: Any,
+    config: ChainConfig,
+    output: str | Path,
+    *,
+    model: str = "embedded",
+    prompt_file: str | Path | None = None,
+    teacher: str | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+    shard_size: int = 16,
+    overwrite: bool = False,
+    token_budget: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The `synthembed synthesize chains` entry: load the LM (and teacher), generate, write, summarise.
+
+    Output folder layout is `RecordStore`'s; the manifest adds ``teacher_tau`` (the tau distribution
+    over every chain that reached the teacher check) and the input rows skipped.
+    """
+    import time
+
+    import torch
+
+    from synthembed.llm.guidance import load_causal_lm
+    from synthembed.synthesis.progress import Progress
+    from synthembed.synthesis.records import RecordStore
+
+    template = load_prompt_template(prompt_file)
+    record_config = config_record(config, model=model, template=template, teacher=teacher)
+    record_config["dtype"] = dtype
+    check = ("method", "model", "prompt_template", "rounds", "guidance_scale", "max_new_tokens", "do_sample",
+             "temperature", "top_p", "seed", "dtype", "teacher", "min_tau")
+    store = RecordStore(output, record_config, shard_size=shard_size, overwrite=overwrite, check_keys=check)
+    store.extra_counts.update(getattr(rows, "skipped", {}))
+    row_list = list(rows)
+    torch.manual_seed(config.seed)
+    lm, tokenizer = load_causal_lm(model, dtype=dtype, device=device)
+    scorer = _teacher_scorer(teacher, device) if teacher is not None else None
+    todo = sum(1 for r in row_list if r.id not in store.done_ids)
+    bar = Progress(todo, enabled=progress, description="chains")
+    started = time.monotonic()
+    try:
+        result = generate_chains(
+            lm, tokenizer, row_list, config, store, template=template, teacher_similarities=scorer,
+            token_budget=token_budget, progress=bar,
+        )
+    finally:
+        bar.close()
+        store.flush()
+    wall = time.monotonic() - started
+    extra = {
+        "teacher_tau": tau_summary(_stored_taus(Path(output))) if teacher is not None else None,
+        "this_run": {"chains": todo, "new_tokens": result["new_tokens"], "wall_s": round(wall, 2),
+                     "new_tokens_per_s": round(result["new_tokens"] / max(wall, 1e-9), 2)},
+    }
+    return store.finish(order=[r.id for r in row_list], complete=result["complete"], extra=extra)

@@ -1,0 +1,86 @@
+"""`synthembed refine`: ranking refinement of an encoder on chain records (METHODS.md §2.3)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from synthembed.cli._common import add_data_dir_argument
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "refine",
+        help="refine an encoder on ranked chains (ListMLE against teacher + rank prior)",
+        description=(
+            "Refine any encoder load_encoder accepts on chain records from `synthembed synthesize chains`. "
+            "The teacher is a frozen copy of the starting model unless --teacher names another; the best "
+            "checkpoint on STS dev (STS-B dev + SICK-R trial) is saved to --output."
+        ),
+    )
+    parser.add_argument("--data", type=Path, required=True, help="chain records: records.jsonl or a synthesis output folder")
+    parser.add_argument("--model", default="embedded", help="starting encoder (load_encoder reference)")
+    parser.add_argument("--output", type=Path, required=True, help="output folder (resumed from its checkpoints)")
+    parser.add_argument("--teacher", default=None, help="teacher encoder (default: frozen copy of --model)")
+    parser.add_argument("--pooling", default=None, help="replace the model's pooling (registry name; default keep)")
+    parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--list-size", type=int, default=None, help="sentences per list (default: most common chain length)")
+    parser.add_argument("--lr", type=float, default=3e-6)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=1, help="lists per step (default 1)")
+    parser.add_argument("--warmup-ratio", type=float, default=0.0)
+    parser.add_argument("--tau", type=float, default=0.05, help="student temperature (scale = 1/tau)")
+    parser.add_argument("--tau2", type=float, default=0.05, help="teacher temperature")
+    parser.add_argument("--omega", type=float, default=0.5, help="rank-prior damping")
+    parser.add_argument("--listmle-weight", type=float, default=1.0)
+    parser.add_argument("--infonce-weight", type=float, default=0.0, help="InfoNCE on (s0, s1), in-batch negatives")
+    parser.add_argument("--distill-weight", type=float, default=0.0, help="KL to the teacher's row-softmaxes")
+    parser.add_argument("--eval-steps", type=int, default=None, help="evaluate/save every N steps (default: 4 times a run)")
+    parser.add_argument("--dev-tasks", default="stsb,sickr", help="comma-separated dev tasks for model selection")
+    parser.add_argument("--limit", type=int, default=None, help="use at most this many chains")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--device", default=None)
+    add_data_dir_argument(parser)
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+
+    from synthembed.errors import SynthEmbedError
+    from synthembed.training.refine import RefineConfig, refine
+
+    if args.tau <= 0 or args.tau2 <= 0:
+        raise SynthEmbedError("--tau and --tau2 must be > 0")
+    config = RefineConfig(
+        data=str(args.data),
+        model=args.model,
+        output=str(args.output),
+        teacher=args.teacher,
+        pooling=args.pooling,
+        max_length=args.max_length,
+        list_size=args.list_size,
+        learning_rate=args.lr,
+        epochs=args.epochs,
+        lists_per_step=args.batch_size,
+        warmup_ratio=args.warmup_ratio,
+        scale=1.0 / args.tau,
+        teacher_scale=1.0 / args.tau2,
+        omega=args.omega,
+        listmle_weight=args.listmle_weight,
+        infonce_weight=args.infonce_weight,
+        distill_weight=args.distill_weight,
+        eval_steps=args.eval_steps,
+        data_dir=str(args.data_dir) if args.data_dir else None,
+        dev_tasks=[t for t in args.dev_tasks.split(",") if t],
+        limit=args.limit,
+        seed=args.seed,
+        device=args.device,
+    )
+    try:
+        results = refine(config)
+    except ValueError as exc:
+        raise SynthEmbedError(str(exc)) from None
+    summary = {k: results[k] for k in ("chains", "list_size", "skipped", "dev_before", "dev_after_best_checkpoint", "saved", "wall_s")}
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,243 @@
+"""Ranking refinement (METHODS.md §2.3): refine an encoder on chain records with `ChainRankingLoss`.
+
+Flow: read chain records (``{"id", "sentences": [s0 … sK], "meta"}``) -> a frozen teacher (by default
+the starting model as it is before training) embeds every sentence once and gives each chain its
+cosine matrix ``(n, n)`` (the loss's label) -> sentence-transformers' trainer on columns ``s0 … s{n-1}``
++ ``label`` -> model selection on STS dev (STS-B dev + SICK-R trial) -> the best model saved in
+sentence-transformers format in the output folder with ``refine_config.json`` and ``refine_results.json``.
+
+Precomputing the teacher matrices means no teacher in memory during training and one teacher pass
+in total. Chains are truncated to a common length ``list_size`` (a prefix keeps the order); shorter
+chains are skipped and counted. Resume: an output folder holding trainer checkpoints continues from
+the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthembed.errors import DataError, SynthEmbedError
+from synthembed.io.atomic import atomic_write_json
+
+__all__ = ["RefineConfig", "load_chains", "refine", "teacher_cosines"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RefineConfig:
+    """Refinement settings; defaults are the paper's (lr 3e-6, 1 epoch, 1 list per step, length 32)."""
+
+    data: str
+    model: str = "embedded"
+    output: str = "refined"
+    teacher: str | None = None  # None: a frozen copy of the starting model
+    pooling: str | None = None  # None keeps the model's pooling (the paper refined CLS-pooled SimCSE models)
+    max_length: int = 32
+    list_size: int | None = None  # None: the most common chain length in the data
+    learning_rate: float = 3e-6
+    epochs: float = 1.0
+    lists_per_step: int = 1
+    warmup_ratio: float = 0.0
+    scale: float = 20.0  # 1/τ, student
+    teacher_scale: float = 20.0  # 1/τ2, teacher
+    omega: float = 0.5
+    listmle_weight: float = 1.0
+    infonce_weight: float = 0.0
+    distill_weight: float = 0.0
+    eval_steps: int | None = None  # None: evaluate about 4 times per run
+    data_dir: str | None = None  # benchmark data (shared/data layout) for dev selection; None: $SYNTHEMBED_DATA
+    dev_tasks: list[str] = field(default_factory=lambda: ["stsb", "sickr"])
+    limit: int | None = None  # use at most this many chains
+    seed: int = 42
+    device: str | None = None
+    save_total_limit: int = 2
+
+
+def load_chains(path: str | Path, limit: int | None = None) -> tuple[list[list[str]], Counter]:
+    """Chains from a records JSONL file or a synthesis output folder; returns (chains, skipped counts).
+
+    Bad lines raise a `DataError` naming file and line; records with fewer than 3 sentences are
+    skipped (``too_short``): a list of two carries no ranking.
+    """
+    path = Path(path)
+    if path.is_dir():
+        merged = path / "records.jsonl"
+        files = [merged] if merged.is_file() else sorted((path / "records").glob("part-*.jsonl"))
+        if not files:
+            raise DataError(path, "no records.jsonl and no records/part-*.jsonl shards in this folder")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(path, "chain data not found")
+    chains: list[list[str]] = []
+    skipped: Counter = Counter()
+    for file in files:
+        with file.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(file, f"invalid JSON ({exc.msg})", number) from None
+                sentences = record.get("sentences") if isinstance(record, dict) else None
+                if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+                    raise DataError(file, "a chain record needs 'sentences': a list of strings", number)
+                if len(sentences) < 3:
+                    skipped["too_short"] += 1
+                    continue
+                chains.append(sentences)
+                if limit is not None and len(chains) >= limit:
+                    return chains, skipped
+    if not chains:
+        raise DataError(path, "no usable chains (each needs at least 3 sentences)")
+    return chains, skipped
+
+
+def _common_length(chains: list[list[str]], list_size: int | None) -> tuple[list[list[str]], int, int]:
+    """Truncate to `list_size` (default: the most common length); returns (chains, n, skipped)."""
+    n = list_size or Counter(len(c) for c in chains).most_common(1)[0][0]
+    if n < 3:
+        raise SynthEmbedError(f"list_size must be >= 3, got {n}")
+    kept = [c[:n] for c in chains if len(c) >= n]
+    return kept, n, len(chains) - len(kept)
+
+
+def teacher_cosines(teacher: Any, chains: list[list[str]], batch_size: int = 64) -> list[list[list[float]]]:
+    """Each chain's teacher cosine matrix ``(n, n)`` as nested lists (one teacher pass over all sentences)."""
+    import torch
+
+    flat = [s for chain in chains for s in chain]
+    with torch.inference_mode():
+        emb = teacher.encode(flat, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)  # (N, d)
+    emb = emb.float().cpu()
+    out, start = [], 0
+    for chain in chains:
+        block = emb[start : start + len(chain)]  # (n, d)
+        out.append((block @ block.T).tolist())  # (n, n)
+        start += len(chain)
+    return out
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def refine(config: RefineConfig) -> dict[str, Any]:
+    """Run one refinement; returns the results dict also written to OUTPUT/refine_results.json."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from synthembed.cli._common import resolve_data_dir
+    from synthembed.evaluation.dev import DevSTSEvaluator
+    from synthembed.losses.listmle import ChainRankingLoss
+    from synthembed.models.encoder import load_encoder
+
+    started = time.monotonic()
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output / "refine_config.json", asdict(config))
+    torch.manual_seed(config.seed)
+
+    raw, skipped = load_chains(config.data, config.limit)
+    chains, n, too_short = _common_length(raw, config.list_size)
+    if too_short:
+        skipped["shorter_than_list_size"] += too_short
+    if not chains:
+        raise DataError(config.data, f"no chain has {n} sentences (list_size)")
+
+    student = load_encoder(config.model, pooling=config.pooling, max_length=config.max_length, device=config.device)
+    teacher_ref = config.teacher
+    teacher = student if teacher_ref is None else load_encoder(teacher_ref, max_length=config.max_length, device=config.device)
+    t0 = time.monotonic()
+    labels = teacher_cosines(teacher, chains)  # computed before any update: a frozen copy of the start
+    teacher_s = time.monotonic() - t0
+    if teacher is not student:
+        del teacher
+
+    columns = {f"s{k}": [c[k] for c in chains] for k in range(n)}
+    columns["label"] = labels
+    dataset = Dataset.from_dict(columns)
+
+    data_dir = resolve_data_dir(Path(config.data_dir) if config.data_dir else None)
+    evaluator = DevSTSEvaluator(data_dir, tasks=config.dev_tasks)
+    before = evaluator(student)
+
+    loss = ChainRankingLoss(
+        student,
+        scale=config.scale,
+        teacher_scale=config.teacher_scale,
+        omega=config.omega,
+        listmle_weight=config.listmle_weight,
+        infonce_weight=config.infonce_weight,
+        distill_weight=config.distill_weight,
+        seed=config.seed,
+    )
+    steps_per_epoch = max(1, len(dataset) // config.lists_per_step)
+    total_steps = max(1, int(steps_per_epoch * config.epochs))
+    eval_steps = config.eval_steps or max(1, total_steps // 4)
+    checkpoints = output / "checkpoints"
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.lists_per_step,
+        learning_rate=config.learning_rate,
+        warmup_ratio=config.warmup_ratio,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model=f"eval_{evaluator.primary_metric}",
+        greater_is_better=True,
+        logging_steps=max(1, eval_steps // 2),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        use_cpu=(config.device == "cpu") or not torch.cuda.is_available(),
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=student, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator
+    )
+    resume = _last_checkpoint(checkpoints)
+    t1 = time.monotonic()
+    trainer.train(resume_from_checkpoint=resume)
+    train_s = time.monotonic() - t1
+    after = evaluator(trainer.model)
+    # The trainer's best checkpoint may be worse than the start (refinement can hurt): keep the start then.
+    primary = evaluator.primary_metric
+    kept = "refined" if after[primary] >= before[primary] else "start"
+    final_model = trainer.model if kept == "refined" else load_encoder(
+        config.model, pooling=config.pooling, max_length=config.max_length, device=config.device
+    )
+    final_model.save(str(output))
+    history = [h for h in trainer.state.log_history if any(k.startswith(("loss", "listmle", "infonce", "distill", "eval_")) for k in h)]
+    results = {
+        "config": asdict(config),
+        "chains": len(chains),
+        "list_size": n,
+        "skipped": dict(skipped),
+        "teacher": teacher_ref or f"frozen copy of {config.model}",
+        "dev_before": before,
+        "dev_after_best_checkpoint": after,
+        "saved": kept,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "steps": trainer.state.global_step,
+        "resumed_from": resume,
+        "wall_s": {"teacher": round(teacher_s, 2), "train": round(train_s, 2), "total": round(time.monotonic() - started, 2)},
+        "log_history": history,
+    }
+    atomic_write_json(output / "refine_results.json", results)
+    return results
