@@ -139,3 +139,23 @@ def test_trainer_uses_the_sampler(tiny_bert_dir: Path, tmp_path: Path) -> None:
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=Recording(model))
     trainer.train()
     assert seen == [{"neg4"}, {"neg3"}, {"neg2"}, {"neg1"}]
+
+
+def test_train_graded_end_to_end(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """`train_graded` on a JSONL of graded records: trains, saves, records the curriculum."""
+    import yaml
+
+    from synthembed.config import TrainConfig
+    from synthembed.models.encoder import load_encoder
+    from synthembed.training.curriculum import train_graded
+
+    data = tmp_path / "graded.jsonl"
+    data.write_text("\n".join(__import__("json").dumps(r) for r in records(12)) + "\n", encoding="utf-8")
+    config = TrainConfig(data=str(data), output=str(tmp_path / "model"), model=str(tiny_bert_dir), batch_size=4,
+                         epochs=1, max_length=16, precision="fp32")
+    before = load_encoder(tiny_bert_dir).encode(["query 1"])
+    out = train_graded(config, CurriculumSpec(order="reverse"), dev=False)
+    saved = yaml.safe_load((out / "train_config.yaml").read_text())
+    assert saved["curriculum"]["order"] == "reverse" and saved["curriculum"]["stage_lengths"] == [1, 1, 1, 0]
+    after = load_encoder(out).encode(["query 1"])
+    assert abs(after - before).max() > 1e-6

@@ -27,6 +27,7 @@ import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synthembed.errors import DataError, SynthEmbedError
@@ -214,17 +215,94 @@ class CurriculumBatchSampler:
                 blocks = [self.levels.index(level)] * len(batch)
             yield [block * self.n_records + record for block, record in zip(blocks, batch)]
 
-    def batch_sampler_factory(self):
+    def batch_sampler_factory(self) -> SamplerFactory:
         """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)`` returning this sampler."""
+        return SamplerFactory(self)
 
-        def factory(dataset: Any, batch_size: int, drop_last: bool, **_: Any) -> CurriculumBatchSampler:
-            if len(dataset) != len(self.levels) * self.n_records:
-                raise SynthEmbedError(
-                    f"curriculum sampler built for {self.n_records} records x {len(self.levels)} levels, "
-                    f"but the training dataset has {len(dataset)} rows; use level_major_dataset()"
-                )
-            if batch_size != self.batch_size:
-                raise SynthEmbedError(f"curriculum sampler built for batch size {self.batch_size}, trainer uses {batch_size}")
-            return self
 
-        return factory
+class SamplerFactory:
+    """Picklable batch-sampler factory (the trainer saves its arguments, this included, in checkpoints)."""
+
+    def __init__(self, sampler: CurriculumBatchSampler) -> None:
+        self.sampler = sampler
+
+    def __call__(self, dataset: Any, batch_size: int, drop_last: bool = True, **_: Any) -> CurriculumBatchSampler:
+        sampler = self.sampler
+        if len(dataset) != len(sampler.levels) * sampler.n_records:
+            raise SynthEmbedError(
+                f"curriculum sampler built for {sampler.n_records} records x {len(sampler.levels)} levels, "
+                f"but the training dataset has {len(dataset)} rows; use level_major_dataset()"
+            )
+        if batch_size != sampler.batch_size:
+            raise SynthEmbedError(f"curriculum sampler built for batch size {sampler.batch_size}, trainer uses {batch_size}")
+        return sampler
+
+    def __repr__(self) -> str:
+        return f"SamplerFactory(order={self.sampler.spec.order!r})"
+
+
+def read_graded_records(path: str | Path) -> list[dict[str, Any]]:
+    """Graded records from a JSONL file or a synthesis output folder (its records.jsonl / shards)."""
+    from synthembed.io.tables import read_jsonl
+    from synthembed.synthesis.records import iter_records
+
+    path = Path(path)
+    if path.is_dir():
+        merged = path / "records.jsonl"
+        return [r for _, r in read_jsonl(merged)] if merged.is_file() else list(iter_records(path))
+    if not path.is_file():
+        raise DataError(path, "graded training data not found")
+    return [r for _, r in read_jsonl(path)]
+
+
+def train_graded(config: Any, spec: CurriculumSpec, *, dev: bool = True, model: Any = None) -> Path:
+    """MGH training (METHODS.md 3.2): InfoNCE on (query, positive, negative of the stage's level) with in-batch
+    negatives, levels scheduled by `spec`, on the shared `fit` entry point.
+
+    `config` is a `synthembed.config.TrainConfig` (``data`` = graded JSONL or synthesis folder); `model`
+    overrides the one `config` would build (e.g. a model with a non-default pooling option).
+    Returns the output model folder; ``train_config.yaml`` there records the curriculum.
+    """
+    import dataclasses
+
+    from transformers import set_seed
+
+    from synthembed.losses.infonce import InfoNCELoss
+    from synthembed.training.syncse import build_evaluator, build_model
+    from synthembed.training.trainer import FitSettings, fit
+
+    config.validate()
+    records = read_graded_records(config.data)
+    rows = graded_rows(records, spec.levels, source=str(config.data))
+    if config.limit is not None:
+        rows = GradedRows(rows.queries[: config.limit], rows.positives[: config.limit],
+                          rows.negatives[: config.limit], rows.skipped)
+    evaluator = build_evaluator(config) if dev else None
+    set_seed(config.seed)
+    if model is None:
+        model = build_model(config)
+    loss = InfoNCELoss(model, temperature=config.temperature, hard_negative_weight=config.hard_negative_weight)
+    sampler = CurriculumBatchSampler(len(rows), config.batch_size, spec, drop_last=True)
+    settings = FitSettings.from_config(config)
+    steps = settings.max_steps or math.ceil(settings.epochs * len(sampler))
+    if settings.eval_steps is None:  # fit would count steps from the level-major dataset (levels x records)
+        settings = dataclasses.replace(settings, eval_steps=max(1, steps // 4))
+    record = {
+        "config": config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config),
+        "curriculum": {**spec.to_dict(), "stage_lengths": None if sampler.kind == "random" or spec.epochs_per_stage
+                       else spec.stage_lengths(len(sampler)), "steps_per_epoch": len(sampler)},
+        "graded_records": len(rows),
+        "skipped_records": dict(rows.skipped),
+    }
+    return fit(
+        model,
+        level_major_dataset(rows, spec.levels),
+        loss,
+        config.output,
+        settings=settings,
+        evaluator=evaluator,
+        batch_sampler=sampler.batch_sampler_factory(),
+        record=record,
+        method=f"MGH: InfoNCE with graded hard negatives, order {spec.order} (METHODS.md 3.2)",
+        data_description=f"{config.data} ({len(rows)} graded records)",
+    )
