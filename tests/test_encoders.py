@@ -71,3 +71,14 @@ def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_pooling_is_a_clear_error() -> None:
     with pytest.raises(ModelLoadError, match="unknown pooling"):
         load_encoder("embedded", pooling="maxx")
+
+
+def test_decoder_backbone_encodes_plain_text_not_chat_messages(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """sentence-transformers 6 would wrap each sentence in the chat template; our backbones must not."""
+    model = load_encoder(str(tiny_llama_dir), max_length=32)
+    features = model.preprocess(["A man is playing a guitar."])
+    plain = model.tokenizer("A man is playing a guitar.")["input_ids"]
+    assert features["input_ids"][0].tolist()[: len(plain)] == plain
+    model.save(str(tmp_path / "saved"))
+    reloaded = load_encoder(str(tmp_path / "saved"))
+    assert reloaded.preprocess(["A man is playing a guitar."])["input_ids"][0].tolist()[: len(plain)] == plain

@@ -23,6 +23,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling as STPool
 from synthembed.errors import ModelLoadError
 from synthembed.models.embedded import EMBEDDED_ENCODER, EMBEDDED_LLM, embedded_encoder_path, embedded_llm_gguf_path
 from synthembed.models.gguf import dequantized_folder
+from synthembed.models.modality import pin_text_modality
 from synthembed.models.pooling import POOLINGS, build_pooling
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,9 @@ def _from_backbone(
         tokenizer.pad_token = tokenizer.eos_token  # decoders often lack a pad token
     tokenizer.padding_side = "right"
     dimension = transformer.get_embedding_dimension()
-    return SentenceTransformer(modules=[transformer, build_pooling(pooling, dimension)], device=device)
+    model = SentenceTransformer(modules=[transformer, build_pooling(pooling, dimension)], device=device)
+    pin_text_modality(model)  # sentences are encoded as they are, not wrapped in the chat template
+    return model
 
 
 def replace_pooling(model: SentenceTransformer, pooling: str) -> SentenceTransformer:
