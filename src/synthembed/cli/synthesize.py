@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------- backend options
 def add_backend_arguments(parser: argparse.ArgumentParser, *, default_backend: str = "transformers") -> None:
-    """--backend, --model, --base-url, --api-key-env, --concurrency, --timeout, --max-retries, --batch-size, --dtype, --device."""
+    """--backend, --model, --base-url, --api-key-env, --concurrency, --timeout, --max-retries, --batch-size, --dtype, --device, --threads."""
     group = parser.add_argument_group("LLM backend")
     group.add_argument("--backend", default=default_backend, choices=["openai", "transformers", "vllm", "fake"])
     group.add_argument(
@@ -66,6 +66,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_backend: s
     group.add_argument("--batch-size", type=int, default=8, help="requests per forward batch (transformers)")
     group.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16 (transformers)")
     group.add_argument("--device", default=None, help="torch device (transformers; default cpu, or cuda if present)")
+    group.add_argument("--threads", default="auto",
+                       help="torch CPU threads (transformers): a number, 'default', or 'auto' = 1 when the machine is oversubscribed")
 
 
 def backend_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -80,7 +82,8 @@ def backend_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "max_retries": args.max_retries,
         }
     if args.backend == "transformers":
-        return {"model": args.model, "batch_size": args.batch_size, "dtype": args.dtype, "device": args.device}
+        return {"model": args.model, "batch_size": args.batch_size, "dtype": args.dtype, "device": args.device,
+                "threads": args.threads}
     if args.backend == "vllm":
         return {"model": args.model}
     return {"model": args.model if args.model != "embedded" else "fake-model"}

@@ -1,31 +1,35 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 for tests and benchmarks (no network, no model).
 
 ``with LoopbackServer(delay=0.2) as server: ... server.base_url ...`` answers
-``POST /v1/chat/completions`` after ``delay`` seconds (one thread per connection, keep-alive), with
-text from ``responder(body)`` (default: ``"echo: <last user message>"``).
+``POST /v1/chat/completions`` after ``delay`` seconds, with text from ``responder(body)`` (default:
+``"echo: <last user message>"``). It is a minimal asyncio HTTP/1.1 server (keep-alive, Content-Length
+bodies) running its own event loop in a thread: waiting costs no thread per request and very little
+CPU, so a benchmark measures the client, not the server.
 
 Faults are injected by markers in the last user message, counted per distinct message so a retried
 request sees its own history: ``[[429xN]]`` / ``[[500xN]]`` / ``[[garbagexN]]`` / ``[[timeoutxN]]``
-fail the first N attempts (429 with ``Retry-After: 0``; garbage = a 200 whose body is not JSON; timeout
-= sleep ``hang`` seconds before answering) and then answer normally; ``[[400]]`` always answers 400;
-``[[401]]`` always 401. ``server.hits`` counts requests per message; ``server.total`` all requests;
-``server.max_in_flight`` the most requests handled at once; ``server.authorizations`` the headers seen.
+fail the first N attempts (429 with ``Retry-After: <retry_after>``; garbage = a 200 whose body is
+not JSON; timeout = wait ``hang`` seconds before answering) and then answer normally; ``[[400]]``
+always answers 400; ``[[401]]`` always 401. ``server.hits`` counts requests per message;
+``server.total`` all requests; ``server.max_in_flight`` the most requests handled at once;
+``server.authorizations`` the Authorization headers seen; ``server.bodies`` the JSON bodies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = ["LoopbackServer"]
 
 _MARK = re.compile(r"\[\[(429|500|garbage|timeout)x(\d+)\]\]|\[\[(400|401)\]\]")
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error"}
 
 
 def _echo(body: dict[str, Any]) -> str:
@@ -34,7 +38,7 @@ def _echo(body: dict[str, Any]) -> str:
 
 
 class LoopbackServer:
-    """Threaded OpenAI-compatible server for tests (see the module docstring)."""
+    """Asyncio OpenAI-compatible server in a background thread (see the module docstring)."""
 
     def __init__(
         self,
@@ -54,89 +58,104 @@ class LoopbackServer:
         self.authorizations: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
+        self._port = 0
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return f"http://127.0.0.1:{self._port}/v1"
 
     def start(self) -> LoopbackServer:
-        owner = self
+        ready = threading.Event()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            server = self._server = loop.run_until_complete(
+                asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024)
+            )
+            self._port = server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            server.close()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:  # open keep-alive connections
+                task.cancel()
 
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
+            async def drain() -> None:
+                await asyncio.gather(*pending, return_exceptions=True)
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._send(404, b'{"error": "not found"}')
-                    return
-                body = json.loads(raw)
-                with owner._lock:
-                    owner.authorizations.append(self.headers.get("Authorization"))
-                    owner.in_flight += 1
-                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
-                try:
-                    owner._handle(self, body)
-                finally:
-                    with owner._lock:
-                        owner.in_flight -= 1
+            loop.run_until_complete(drain())
+            loop.close()
 
-            def _send(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 256
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="loopback-openai")
+        self._thread = threading.Thread(target=run, daemon=True, name="loopback-openai")
         self._thread.start()
+        ready.wait(timeout=10)
         return self
 
-    def _handle(self, handler: Any, body: dict[str, Any]) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path = lines[0].split(" ")[:2]
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        key, value = line.split(":", 1)
+                        headers[key.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                if method != "POST" or path.rstrip("/") != "/v1/chat/completions":
+                    await self._send(writer, 404, b'{"error": "not found"}')
+                    continue
+                self.authorizations.append(headers.get("authorization"))
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    await self._handle(writer, json.loads(body))
+                finally:
+                    self.in_flight -= 1
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _send(self, writer: asyncio.StreamWriter, status: int, data: bytes,
+                    headers: dict[str, str] | None = None) -> None:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n{extra}\r\n")
+        writer.write(head.encode("latin-1") + data)
+        await writer.drain()
+
+    async def _handle(self, writer: asyncio.StreamWriter, body: dict[str, Any]) -> None:
         users = [m["content"] for m in body.get("messages", []) if m.get("role") == "user"]
         last = users[-1] if users else ""
-        with self._lock:
-            self.total += 1
-            self.hits[last] += 1
-            attempt = self.hits[last]
-            self.bodies.append(body)
+        self.total += 1
+        self.hits[last] += 1
+        attempt = self.hits[last]
+        self.bodies.append(body)
         if self.delay:
-            time.sleep(self.delay)
+            await asyncio.sleep(self.delay)
         match = _MARK.search(last)
         if match and match.group(3):
             status = int(match.group(3))
-            handler._send(status, json.dumps({"error": {"message": f"injected {status}"}}).encode())
+            await self._send(writer, status, json.dumps({"error": {"message": f"injected {status}"}}).encode())
             return
         if match and attempt <= int(match.group(2)):
             kind = match.group(1)
             if kind == "429":
-                handler._send(429, b'{"error": "rate limited"}', {"Retry-After": self.retry_after})
+                await self._send(writer, 429, b'{"error": "rate limited"}', {"Retry-After": self.retry_after})
             elif kind == "500":
-                handler._send(500, b'{"error": "boom"}')
+                await self._send(writer, 500, b'{"error": "boom"}')
             elif kind == "garbage":
-                handler._send(200, b"<html>not json")
+                await self._send(writer, 200, b"<html>not json")
             else:
-                time.sleep(self.hang)
-                handler._send(200, b'{"choices": []}')
+                await asyncio.sleep(self.hang)
+                await self._send(writer, 200, b'{"choices": []}')
             return
         text = self.responder(body)
         answer = {
@@ -147,13 +166,14 @@ class LoopbackServer:
             "usage": {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
                       "completion_tokens": len(text.split())},
         }
-        handler._send(200, json.dumps(answer).encode())
+        await self._send(writer, 200, json.dumps(answer).encode())
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        self._loop = None
+        self._server = None
 
     def __enter__(self) -> LoopbackServer:
         return self.start()

@@ -14,6 +14,12 @@ depends only on its own seed and its own tokens, never on which requests share i
 order. (Left padding changes the floating-point sums of attention slightly, so in rare near-ties a
 token can still differ between batch compositions; the random draws themselves never do.)
 
+Threads ``auto``: one torch thread when the machine is oversubscribed (1-minute load average at or
+above the CPU count), else torch's default. Measured on this project's shared 2-core machine at load
+~10-15 (SmolLM2-135M, batch 4 x 500-token prompts): 2 threads took 61-91 s per prefill and 6.7-13 s
+per decoding step, 1 thread 26-73 s and 0.3-0.5 s: spinning OpenMP workers lose badly to other
+processes' load.
+
 dtype ``auto``: float32 on CPU (measured on this project's CPU with avx512_bf16: bfloat16 generation
 of SmolLM2-135M was not faster than float32, see benchmarks/bench_local_batching.py --dtype), and
 bfloat16 on CUDA devices that support it.
@@ -29,7 +35,7 @@ from pathlib import Path
 from synthembed.errors import ModelLoadError
 from synthembed.llm.base import ChatRequest, Generation, truncate_at_stop
 
-__all__ = ["PerRequestSampler", "TransformersBackend", "resolve_model_folder"]
+__all__ = ["PerRequestSampler", "TransformersBackend", "choose_threads", "resolve_model_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +62,37 @@ def resolve_model_folder(model: str | Path) -> tuple[str, str]:
     return reference, reference  # hub id
 
 
+def choose_threads(threads: int | str | None) -> int | None:
+    """Torch CPU threads to use: an int, None (torch's default) or "auto" (see the module docstring)."""
+    if threads is None or threads == "default":
+        return None
+    if threads == "auto":
+        import os
+
+        cpus = os.cpu_count() or 1
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            return None
+        return 1 if load >= cpus else None
+    value = int(threads)
+    if value < 1:
+        raise ValueError(f"threads must be >= 1, got {value}")
+    return value
+
+
 class PerRequestSampler:
     """LogitsProcessor: sample each row with its own generator, temperature and top-p (see module doc).
 
-    Rows with temperature 0 are greedy. The returned scores are 0 at the chosen token and -inf
-    elsewhere, so ``generate(do_sample=False)`` keeps exactly the sampled token.
+    Rows with temperature 0 are greedy. Sampling is by inverse CDF over the nucleus: one uniform draw
+    from the row's generator per step, so the row's random stream depends on nothing else. The nucleus
+    is found with a top-k that widens until it holds ``top_p`` of the mass (a full sort of the 49k-token
+    vocabulary per row and step costs more than the model's own decoding step on a small CPU). The
+    returned scores are 0 at the chosen token and -inf elsewhere, so ``generate(do_sample=False)``
+    keeps exactly the sampled token.
     """
+
+    FIRST_K = 64
 
     def __init__(self, temperatures: Sequence[float], top_ps: Sequence[float], seeds: Sequence[int | None]) -> None:
         import torch
@@ -77,22 +108,35 @@ class PerRequestSampler:
     def __call__(self, input_ids, scores):  # input_ids (batch, seq); scores (batch, vocab)
         import torch
 
-        chosen = torch.empty(scores.shape[0], dtype=torch.long)  # (batch,)
+        rows, vocab = scores.shape
         logits = scores.detach().float().cpu()  # (batch, vocab)
-        for row in range(scores.shape[0]):
-            temperature = self.temperatures[row]
-            if temperature <= 0:
-                chosen[row] = int(torch.argmax(logits[row]))
+        temperatures = torch.tensor([t if t > 0 else 1.0 for t in self.temperatures])  # (batch,)
+        probs = torch.softmax(logits / temperatures[:, None], dim=-1)  # (batch, vocab)
+        k = min(self.FIRST_K, vocab)
+        top_vals, top_idx = torch.topk(probs, k, dim=-1)  # (batch, k) each, descending
+        chosen = torch.empty(rows, dtype=torch.long)  # (batch,)
+        for row in range(rows):
+            if self.temperatures[row] <= 0:
+                chosen[row] = top_idx[row, 0]
                 continue
-            probs = torch.softmax(logits[row] / temperature, dim=-1)  # (vocab,)
             top_p = self.top_ps[row]
-            if top_p < 1.0:
-                sorted_probs, order = torch.sort(probs, descending=True)  # (vocab,), (vocab,)
-                keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p  # smallest set reaching top_p
-                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
-            chosen[row] = int(torch.multinomial(probs, 1, generator=self.generators[row]))
+            if top_p >= 1.0:  # plain sampling over the whole vocabulary
+                vals, idx = probs[row], torch.arange(vocab)  # (vocab,)
+            else:
+                vals, idx = top_vals[row], top_idx[row]  # (k,)
+                width = k
+                while float(vals.sum()) < top_p and width < vocab:  # nucleus wider than the top-k: widen
+                    width = min(vocab, width * 8)
+                    vals, idx = torch.topk(probs[row], width)
+                mass_before = torch.cumsum(vals, dim=0) - vals  # (width,)
+                keep = mass_before < top_p  # the smallest prefix reaching top_p
+                vals, idx = vals[keep], idx[keep]
+            cdf = torch.cumsum(vals, dim=0)  # (n_keep,)
+            draw = torch.rand(1, generator=self.generators[row]) * cdf[-1]
+            position = min(int(torch.searchsorted(cdf, draw)), len(idx) - 1)
+            chosen[row] = idx[position]
         out = torch.full_like(scores, float("-inf"))  # (batch, vocab)
-        out[torch.arange(scores.shape[0]), chosen.to(scores.device)] = 0.0
+        out[torch.arange(rows), chosen.to(scores.device)] = 0.0
         return out
 
 
@@ -122,6 +166,7 @@ class TransformersBackend:
         batch_size: int = 8,
         dtype: str = "auto",
         device: str | None = None,
+        threads: int | str | None = "auto",
         **_ignored: object,
     ) -> None:
         import torch
@@ -129,6 +174,9 @@ class TransformersBackend:
 
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        self.threads = choose_threads(threads)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         folder, self.model = resolve_model_folder(model)
         self.batch_size = batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
