@@ -42,12 +42,13 @@ def build_model(config: TrainConfig) -> Any:
 
 def build_evaluator(config: TrainConfig) -> Any:
     """`DevSTSEvaluator` on the configured dev tasks (STS-B dev, SICK-R trial by default)."""
+    from synthembed.evaluation.base import TaskUnavailable
     from synthembed.evaluation.dev import DevSTSEvaluator
 
     data_dir = Path(config.data_dir) if config.data_dir else None
     try:
         return DevSTSEvaluator(data_dir, tasks=config.dev_tasks, split="dev", batch_size=config.eval_batch_size)
-    except (OSError, ValueError, ConnectionError) as exc:
+    except (OSError, ValueError, ConnectionError, TaskUnavailable) as exc:
         raise SynthEmbedError(
             f"cannot load the dev sets {list(config.dev_tasks)} (give --data-dir with sts/stsb.dev.tsv and "
             f"sts/sickr.trial.tsv, or --no-dev): {exc}"
