@@ -1,8 +1,8 @@
 """Any OpenAI-compatible chat server (vLLM, SGLang, llama.cpp, Ollama, OpenAI) as a backend.
 
-Asynchronous (httpx) with at most ``concurrency`` requests in flight. The event loop runs in a
-background thread, so `generate` stays an ordinary iterator that yields generations as they complete
-and pulls new requests lazily (a caller's token budget can stop it).
+Asynchronous (httpx) with at most ``concurrency`` requests in flight. `generate` is an ordinary
+iterator that drives the event loop in the caller's thread, yields generations as they complete and
+pulls new requests lazily (a caller's token budget can stop it).
 
 Retries, with exponential backoff and full jitter (``base * 2**attempt``, capped, times a random factor
 in [0.5, 1.5]): timeouts, connection errors, HTTP 429 (the ``Retry-After`` header, seconds or an HTTP
@@ -16,12 +16,11 @@ appears in logs, errors or ``repr``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import os
-import queue
 import random
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -64,6 +63,7 @@ class OpenAIBackend:
     """Chat completions against ``{base_url}/chat/completions`` (see the module docstring)."""
 
     name = "openai"
+    POOL_SIZE = 8  # connections per httpx client; concurrency above this uses several clients
 
     def __init__(
         self,
@@ -103,62 +103,65 @@ class OpenAIBackend:
 
     # ---------------------------------------------------------------- sync facade
     def generate(self, requests: Iterable[ChatRequest]) -> Iterator[Generation]:
-        results: queue.Queue = queue.Queue()
-        stop = threading.Event()
+        """Drive an event loop in the calling thread: run it until the next answer, yield it, repeat.
+
+        One thread, no locks and no GIL hand-offs per request (which cost tens of ms each on an
+        oversubscribed CPU); while the caller handles a yielded answer the loop is paused, and
+        in-flight requests simply wait in their sockets.
+        """
+        loop = asyncio.new_event_loop()
+        results: asyncio.Queue = asyncio.Queue()
         source = iter(requests)
-        thread = threading.Thread(target=self._thread_main, args=(source, results, stop), daemon=True,
-                                  name="openai-backend")
-        thread.start()
+        main = loop.create_task(self._run(source, results))
         try:
             while True:
-                item = results.get()
+                item = loop.run_until_complete(results.get())
                 if item is _DONE:
                     break
-                if isinstance(item, BaseException):
-                    raise item
                 yield item
+            loop.run_until_complete(main)  # re-raises a BackendError from a worker
         finally:
-            stop.set()
-            thread.join()
-
-    def _thread_main(self, source: Iterator[ChatRequest], results: queue.Queue, stop: threading.Event) -> None:
-        try:
-            asyncio.run(self._run(source, results, stop))
-        except BaseException as exc:  # hand every failure to the consuming thread
-            results.put(exc)
-        finally:
-            results.put(_DONE)
+            if not main.done():
+                main.cancel()
+                loop.run_until_complete(asyncio.gather(main, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     # ---------------------------------------------------------------- async core
-    async def _run(self, source: Iterator[ChatRequest], results: queue.Queue, stop: threading.Event) -> None:
+    async def _run(self, source: Iterator[ChatRequest], results: asyncio.Queue) -> None:
         import httpx
 
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout,
-                                     limits=limits) as client:
-            lock = asyncio.Lock()
+        # httpcore's pool scans all its connections and waiting requests on every event, so one pool
+        # of 64 costs ~4x more CPU per request than 8 pools of 8 (measured with the loopback server).
+        n_pools = -(-self.concurrency // self.POOL_SIZE)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                clients = []
+                for i in range(n_pools):
+                    size = min(self.POOL_SIZE, self.concurrency - i * self.POOL_SIZE)
+                    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+                    clients.append(await stack.enter_async_context(
+                        httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, limits=limits)
+                    ))
 
-            async def next_request() -> ChatRequest | None:
-                async with lock:  # the source is a plain iterator: one puller at a time
-                    if stop.is_set():
-                        return None
-                    return next(source, None)
+                async def worker(client: Any) -> None:
+                    # the source is a plain iterator pulled in this one thread: no lock needed
+                    while (request := next(source, None)) is not None:
+                        await results.put(await self._complete(client, request))
 
-            async def worker() -> None:
-                while (request := await next_request()) is not None:
-                    results.put(await self._complete(client, request))
-
-            workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
-            try:
-                await asyncio.gather(*workers)
-            except BaseException:
-                for task in workers:
-                    task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-                raise
+                workers = [asyncio.create_task(worker(clients[i // self.POOL_SIZE])) for i in range(self.concurrency)]
+                try:
+                    await asyncio.gather(*workers)
+                except BaseException:
+                    for task in workers:
+                        task.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
+                    raise
+        finally:
+            await results.put(_DONE)
 
     def payload(self, request: ChatRequest) -> dict[str, Any]:
         """The JSON body sent for a request."""
