@@ -19,6 +19,7 @@ import torch
 
 import synthembed.models.ata  # noqa: F401  (registers "ata")
 from synthembed.models.encoder import load_encoder
+from synthembed.training.modality import pin_text_modality
 
 DATA = Path(os.environ.get("SYNTHEMBED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -50,12 +51,16 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--chat-template", action="store_true",
+                        help="let sentence-transformers wrap inputs in the chat template (longer inputs)")
     args = parser.parse_args()
     texts = sentences(args.sentences)
     rates: dict[str, float] = {}
     with torch.inference_mode():
         for pooling in ("mean", "ata", "last_token"):
             model = load_encoder(args.model, pooling=pooling, max_length=args.max_length, device=args.device).eval()
+            if not args.chat_template:
+                pin_text_modality(model)  # plain sentences, as training and evaluation encode them
             rates[pooling] = throughput(model, texts, args.batch_size, args.repeats)
             del model
     print(f"model={args.model} sentences={len(texts)} batch={args.batch_size} max_length={args.max_length} "

@@ -190,3 +190,25 @@ def test_guided_json_makes_a_random_model_write_valid_json(tiny_llama_dir: Path,
     assert validate_schema(json.loads(text), schema) == []
     free = smollm2_tokenizer.decode(out[1, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
     assert not free.startswith('{"a":')  # the unconstrained row is not forced into the grammar
+
+
+def test_guided_backend_honours_response_format(tiny_llama_dir: Path) -> None:
+    """The transformers backend bridge: a random tiny model answers schema-valid JSON; free rows stay free."""
+    pytest.importorskip("xgrammar")
+    from synthembed.llm.base import SamplingParams
+    from synthembed.synthesis.guided_json import guided_transformers_backend, response_format_for
+
+    schema = {"type": "object", "properties": {"tasks": {"type": "array", "items": {"type": "string", "maxLength": 8},
+                                                         "maxItems": 2}},
+              "required": ["tasks"], "additionalProperties": False}
+    backend = guided_transformers_backend(model=str(tiny_llama_dir), batch_size=2)
+    requests = [
+        ChatRequest("a", ({"role": "user", "content": "List tasks."},),
+                    SamplingParams(temperature=0.0, max_new_tokens=60, response_format=response_format_for(schema))),
+        ChatRequest("b", ({"role": "user", "content": "Say something."},), SamplingParams(temperature=0.0, max_new_tokens=8)),
+    ]
+    answers = {g.request_id: g for g in backend.generate(requests)}
+    value, _ = parse_json_answer(answers["a"].text, schema)
+    assert isinstance(value["tasks"], list)
+    assert not answers["b"].text.startswith('{"tasks"')
+    assert "generate" not in backend.lm.__dict__  # the per-call wrapper was removed
