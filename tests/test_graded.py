@@ -212,3 +212,19 @@ def test_guided_backend_honours_response_format(tiny_llama_dir: Path) -> None:
     assert isinstance(value["tasks"], list)
     assert not answers["b"].text.startswith('{"tasks"')
     assert "generate" not in backend.lm.__dict__  # the per-call wrapper was removed
+
+
+def test_cli_counts_drops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`synthembed synthesize graded` end to end with the fake backend (its word salad is no JSON: all dropped)."""
+    from synthembed.cli import main
+
+    queries = tmp_path / "q.txt"
+    queries.write_text("A cat sat on the mat.\nThe sky is blue today.\n", encoding="utf-8")
+    code = main(["synthesize", "graded", "--mode", "partial", "--input", str(queries), "--backend", "fake",
+                 "--output", str(tmp_path / "out"), "--no-progress"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    # the fake answer shuffles the prompt's last line (the JSON template's words): braces, but broken JSON
+    assert manifest["counts"] == {"written": 0, "dropped": {"invalid_json": 2}}
+    assert main(["synthesize", "graded", "--backend", "fake", "--input", str(queries),
+                 "--output", str(tmp_path / "x")]) == 2  # full mode brainstorms; an input is an error

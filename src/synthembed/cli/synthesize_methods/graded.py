@@ -35,6 +35,8 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
     add_sampling_arguments(parser, temperature=1.0, top_p=0.95, max_new_tokens=700)
     add_backend_arguments(parser)
     add_run_arguments(parser)
+    parser.add_argument("--no-guided-json", action="store_true",
+                        help="transformers backend: do not constrain decoding to the JSON schema (xgrammar)")
     parser.add_argument("--check-levels", default=None, metavar="MODEL",
                         help="after synthesis, report with this embedding model (e.g. 'embedded') how often the "
                         "levels come out in order of similarity; written to OUTPUT/level_check.json")
@@ -42,7 +44,7 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthembed.cli.synthesize import backend_from_args, input_rows_from_args, run_options_from_args
+    from synthembed.cli.synthesize import input_rows_from_args, run_options_from_args
     from synthembed.errors import SynthEmbedError
     from synthembed.synthesis.graded import FAMILIES, BrainstormTask, GradedTask, load_prompts, run_graded
     from synthembed.synthesis.runner import RunOptions
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "full" and rows:
         raise SynthEmbedError("--mode full brainstorms its own tasks; drop --input/--dataset (or use --mode partial)")
     options = RunOptions(**run_options_from_args(args))
-    backend = backend_from_args(args)
+    backend = _backend(args)
     try:
         if args.mode == "partial":
             summary = run_graded(task, backend, options, rows=rows)
@@ -74,6 +76,18 @@ def run(args: argparse.Namespace) -> int:
     if args.check_levels:
         check_levels(args.output, args.check_levels)
     return 0 if summary.complete else 3
+
+
+def _backend(args: argparse.Namespace):
+    """The chosen backend; on transformers, the guided-JSON variant when xgrammar is installed."""
+    from synthembed.cli.synthesize import backend_from_args, backend_options_from_args
+    from synthembed.synthesis.guided_json import guided_transformers_backend, xgrammar_available
+
+    if args.backend == "transformers" and not args.no_guided_json:
+        if xgrammar_available():
+            return guided_transformers_backend(**backend_options_from_args(args))
+        print("note: xgrammar is not installed; JSON is repaired and validated but not guided (pip install xgrammar)")
+    return backend_from_args(args)
 
 
 def check_levels(output: Path, model_name: str) -> None:
