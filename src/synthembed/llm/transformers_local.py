@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from synthembed.errors import ModelLoadError
 from synthembed.llm.base import ChatRequest, Generation, truncate_at_stop
@@ -167,8 +168,12 @@ class TransformersBackend:
         dtype: str = "auto",
         device: str | None = None,
         threads: int | str | None = "auto",
+        logits_processor_factory: Callable[[TransformersBackend, Sequence[ChatRequest]], Any] | None = None,
         **_ignored: object,
     ) -> None:
+        """``logits_processor_factory(backend, batch)`` may return a LogitsProcessor run before the
+        sampler for that batch (e.g. JSON-schema constrained decoding for requests with a
+        ``response_format``), or None."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -179,6 +184,7 @@ class TransformersBackend:
             torch.set_num_threads(self.threads)
         folder, self.model = resolve_model_folder(model)
         self.batch_size = batch_size
+        self.logits_processor_factory = logits_processor_factory
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = self._choose_dtype(dtype)
         try:
@@ -245,13 +251,18 @@ class TransformersBackend:
         )
         sampler = PerRequestSampler([r.params.temperature for r in batch], [r.params.top_p for r in batch],
                                     [r.params.seed for r in batch])
+        extra = []
+        if self.logits_processor_factory is not None:
+            processor = self.logits_processor_factory(self, batch)
+            if processor is not None:
+                extra.append(processor)
         started = time.monotonic()
         with torch.inference_mode():
             output = self.lm.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention.to(self.device),
                 generation_config=config,
-                logits_processor=LogitsProcessorList([sampler]),
+                logits_processor=LogitsProcessorList([*extra, sampler]),
                 stopping_criteria=StoppingCriteriaList([_RowLimits(width, limits)]),
                 tokenizer=self.tokenizer if stops else None,
             )
