@@ -118,35 +118,18 @@ class JsonSchemaLogitsProcessor:
         return matcher is None or matcher.is_terminated()
 
 
-def guided_transformers_backend(**options: Any) -> Any:
-    """A `TransformersBackend` that honours ``response_format`` with `JsonSchemaLogitsProcessor`.
+def json_schema_processor_factory(backend: Any, batch: Sequence[Any]) -> JsonSchemaLogitsProcessor | None:
+    """``logits_processor_factory`` for `TransformersBackend`: guide the rows whose request has a JSON
+    ``response_format``; None when no row of the batch asks for JSON."""
+    schemas = [schema_from_response_format(r.params.response_format) for r in batch]
+    if all(s is None for s in schemas):
+        return None
+    return JsonSchemaLogitsProcessor(backend.tokenizer, backend.lm.config.vocab_size, schemas)
 
-    Bridge until the transformers backend wires the processor itself: for a batch where any request
-    carries a JSON ``response_format``, the model's ``generate`` is wrapped for that one call so the
-    grammar processor runs before the backend's own per-request sampler.
-    """
+
+def guided_transformers_backend(**options: Any) -> Any:
+    """A `TransformersBackend` that honours ``response_format`` through its ``logits_processor_factory``
+    hook (the grammar processor runs before the backend's per-request sampler)."""
     from synthembed.llm.transformers_local import TransformersBackend
 
-    class GuidedTransformersBackend(TransformersBackend):
-        name = "transformers"
-
-        def generate_batch(self, batch):  # type: ignore[override]
-            from transformers import LogitsProcessorList
-
-            schemas = [schema_from_response_format(r.params.response_format) for r in batch]
-            if all(s is None for s in schemas):
-                return super().generate_batch(batch)
-            processor = JsonSchemaLogitsProcessor(self.tokenizer, self.lm.config.vocab_size, schemas)
-            original = self.lm.generate
-
-            def guided(*args: Any, logits_processor: Any = None, **kwargs: Any) -> Any:
-                return original(*args, logits_processor=LogitsProcessorList([processor, *(logits_processor or [])]),
-                                **kwargs)
-
-            self.lm.generate = guided
-            try:
-                return super().generate_batch(batch)
-            finally:
-                del self.lm.generate  # back to the class method
-
-    return GuidedTransformersBackend(**options)
+    return TransformersBackend(**options, logits_processor_factory=json_schema_processor_factory)
