@@ -39,6 +39,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sts7", action="store_true", help="also score the 7-task STS average after training")
+    parser.add_argument("--before-from", type=Path, default=None,
+                        help="dev_curve.tsv of an earlier run of this script: take the untrained (step 0) figures "
+                        "from it and skip the evaluation before training (saves one dev pass)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return parser.parse_args()
 
@@ -77,14 +80,22 @@ def main() -> None:
         data_dir=str(args.data_dir),
         eval_steps=args.eval_steps,
         logging_steps=4,
+        eval_on_start=args.before_from is None,
     )
     start = time.perf_counter()
     output = train_from_config(config)
     wall = time.perf_counter() - start
 
     curve = read_curve(output / "dev_curve.tsv")
-    before = curve[0]
-    best = max(curve[1:] or curve, key=lambda row: float(row["eval_dev_mean_spearman"]))
+    if args.before_from is not None:
+        before = read_curve(args.before_from)[0]
+        if before["step"] != "0":
+            raise SystemExit(f"{args.before_from} has no step-0 (untrained) row")
+        print(f"untrained figures from {args.before_from} (step 0 of an earlier run, same path and evaluator)")
+        trained = curve
+    else:
+        before, trained = curve[0], curve[1:]
+    best = max(trained, key=lambda row: float(row["eval_dev_mean_spearman"]))
     stsb_before, stsb_after = float(before["eval_dev_stsb_spearman"]), float(best["eval_dev_stsb_spearman"])
     print(f"rows={args.rows or 'all'} batch={args.batch_size} max_length={args.max_length} lr={args.lr} "
           f"threads={torch.get_num_threads()} wall={wall / 60:.1f} min (training incl. dev evaluations)")

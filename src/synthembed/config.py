@@ -46,11 +46,12 @@ class TrainConfig:
     hard_negative_weight: float = 0.0
     mlm_weight: float = 0.0  # auxiliary MLM term (encoders only); SimCSE used 0.1
     mlm_probability: float = 0.15
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 ("auto": bf16/fp16 on a GPU that has it, else fp32)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 ("auto": bf16/fp16 where the hardware has it, else fp32)
     seed: int = 42
     data_dir: str | None = None  # benchmark data folder with sts/stsb.dev.tsv, sts/sickr.trial.tsv
     dev_tasks: tuple[str, ...] = ("stsb", "sickr")
     eval_steps: int | None = None  # dev evaluation every N steps (None: about 4 times per run)
+    eval_on_start: bool = True  # score the untrained model first (step 0 of the dev curve)
     eval_batch_size: int = 64
     logging_steps: int = 10
     keep_checkpoints: bool = False  # keep output/checkpoints after a successful run
