@@ -84,3 +84,31 @@ def test_model_references(tmp_path):
     with pytest.raises(ModelLoadError, match="no config.json"):
         resolve_model_folder(tmp_path)
     assert resolve_model_folder("org/name") == ("org/name", "org/name")
+
+
+def test_logits_processor_factory_runs_before_the_sampler(tiny_llama_dir):
+    import torch
+
+    from synthembed.llm.transformers_local import TransformersBackend
+
+    seen = []
+
+    class OnlyEos:
+        def __call__(self, input_ids, scores):  # (batch, seq), (batch, vocab)
+            forced = torch.full_like(scores, float("-inf"))
+            forced[:, eos] = 0.0
+            return forced
+
+    def factory(backend, batch):
+        seen.append([r.id for r in batch])
+        return OnlyEos() if any(r.params.response_format for r in batch) else None
+
+    backend = TransformersBackend(str(tiny_llama_dir), batch_size=2, dtype="float32", device="cpu",
+                                  logits_processor_factory=factory)
+    eos = backend.tokenizer.eos_token_id
+    plain = backend.generate_batch([_req("p", PROMPTS[0], seed=1, max_new_tokens=4)])[0]
+    forced = backend.generate_batch([_req("f", PROMPTS[0], seed=1, max_new_tokens=4,
+                                          response_format={"type": "json_object"})])[0]
+    assert seen == [["p"], ["f"]]
+    assert forced.text == "" and forced.finish_reason == "stop" and forced.completion_tokens == 0
+    assert plain.completion_tokens > 0

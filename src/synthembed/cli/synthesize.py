@@ -123,7 +123,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--flush-seconds", type=float, default=30.0, help="write a partial shard at least this often")
     group.add_argument("--cache", type=Path, default=None, help="request cache file (default OUTPUT/cache.sqlite)")
     group.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
-    group.add_argument("--retry-errors", action="store_true", help="resend requests whose cached answer is an error")
+    group.add_argument("--retry-errors", action="store_true", help="resend requests whose cached answer is an error (rows already dropped in OUTPUT stay dropped: "
+                       "use a new --output with the same --cache to retry them)")
     group.add_argument("--overwrite", action="store_true", help="delete OUTPUT first instead of resuming it")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
