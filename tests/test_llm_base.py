@@ -81,9 +81,11 @@ def test_fake_backend_script_failures_and_determinism():
     assert out["c"].error == "boom" and not out["c"].ok and out["c"].text is None
     assert out["a"].text == out["d"].text  # same payload, same answer
     assert backend.calls == ["a", "b", "c", "d"]
-    again = FakeBackend().answer(_req("x", seed=5))
-    assert again.text == FakeBackend().answer(_req("y", seed=5)).text
-    assert again.text != FakeBackend().answer(_req("y", seed=6)).text
+    text = "one two three four five six seven eight"
+    again = FakeBackend().answer(_req("x", text, seed=5))
+    assert again.text == FakeBackend().answer(_req("y", text, seed=5)).text
+    assert sorted(again.text.lower().split()) == sorted(text.split())  # a shuffle of the last line
+    assert again.text != FakeBackend().answer(_req("y", text, seed=6)).text
 
 
 def test_fake_backend_failure_rate_is_reproducible():
