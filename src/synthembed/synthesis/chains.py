@@ -192,7 +192,7 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
 def generate_chain_batch(
     model: Any, tokenizer: Any, seeds: Sequence[InputRow], config: ChainConfig, template: str
 ) -> list[dict[str, Any]]:
-    """Run all rounds for a batch of seeds; one dict per seed: sentences, drop reason, stats.
+    """Run all rounds for a batch of seeds; one dict per seed: sentences, drop reason, stats, raw token ids.
 
     A chain that produces an empty or multi-line output stops early (it would be dropped anyway).
     """
@@ -207,7 +207,9 @@ def generate_chain_batch(
         top_p=config.top_p,
     )
     eos = _eos_ids(model, tokenizer)
-    chains = [{"sentences": [row.text], "reason": None, "new_tokens": 0, "truncated": 0} for row in seeds]
+    chains = [
+        {"sentences": [row.text], "reason": None, "new_tokens": 0, "truncated": 0, "token_ids": []} for row in seeds
+    ]
     prompt_cache: dict[str, list[int]] = {}
 
     def ids(sentence: str) -> list[int]:
@@ -231,6 +233,7 @@ def generate_chain_batch(
             raw = tokenizer.decode(out.token_ids, skip_special_tokens=True)
             text = clean_output(raw)
             chain["new_tokens"] += len(out.token_ids)
+            chain["token_ids"].append(out.token_ids)
             chain["truncated"] += int(out.finish_reason == "length")
             chain["sentences"].append(text)
             if "\n" in text or "\r" in text:
