@@ -237,6 +237,7 @@ def fit(
         "seed": settings.seed,
         "data_seed": settings.seed,
         "bf16": precision == "bf16",
+        "use_cpu": not torch.cuda.is_available(),  # transformers asks for it before bf16 autocast on CPU
         "fp16": precision == "fp16",
         "logging_steps": settings.logging_steps,
         "save_strategy": "steps",
