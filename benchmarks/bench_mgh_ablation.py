@@ -2,9 +2,9 @@
 
 One command does everything, resumably, under ``--work`` (git-ignored ``runs/`` by default):
 
-1. synthesizes graded-negative records with the packaged SmolLM2 itself (full two-step MGH: brainstorm
-   tasks, then JSON records), grammar-guided JSON via xgrammar, and reports the level-order check with
-   the packaged MiniLM;
+1. synthesizes graded-negative records with the packaged SmolLM2 itself (partial MGH on wiki1m sentences
+   by default; ``--mode full`` brainstorms tasks first), grammar-guided JSON via xgrammar, and reports the
+   level-order check with the packaged MiniLM;
 2. trains SmolLM2 (InfoNCE, in-batch + the stage's negative) on the *same* records with each curriculum
    order (``curriculum``, ``reverse``, ``random``, ``single:2``) under mean pooling, and with ``curriculum``
    under last-token and ATA pooling, all with the same steps, seed and hyper-parameters;
@@ -45,24 +45,43 @@ RUNS = [
 ]
 
 
-def synthesize(work: Path, n_records: int, batch_size: int, seed: int, families: tuple[str, ...]) -> Path:
-    """Step 1: graded records written by SmolLM2 (resumable; cached requests)."""
+def query_rows(n: int) -> Any:
+    """Queries for partial-mode MGH: the first wiki1m sentences of 8-25 words."""
+    from synthembed.synthesis.inputs import rows_from_texts
+
+    lines = (DATA / "unlabeled" / "wiki1m_sample.txt").read_text(encoding="utf-8").splitlines()
+    picked = [line.strip() for line in lines if 8 <= len(line.split()) <= 25][: 3 * n]
+    return rows_from_texts(picked, prefix="W", source="wiki1m_sample")
+
+
+def synthesize(work: Path, n_records: int, batch_size: int, seed: int, mode: str) -> Path:
+    """Step 1: graded records written by SmolLM2 (resumable; cached requests).
+
+    ``partial`` (default): positives and graded negatives for wiki1m sentences. ``full`` brainstorms tasks
+    first; SmolLM2-135M mostly copies the template there (see the closing note), so partial is the default.
+    """
     from synthembed.synthesis.graded import BrainstormTask, GradedTask, load_prompts, run_graded
     from synthembed.synthesis.guided_json import guided_transformers_backend
     from synthembed.synthesis.runner import RunOptions
 
-    out = work / "data"
+    out = work / f"data-{mode}"
     prompts = load_prompts()
-    task = GradedTask(prompts, temperature=0.8, top_p=0.95, max_new_tokens=320)
-    brainstorm = BrainstormTask(prompts, per_request=8, families=families, temperature=0.8, max_new_tokens=400)
+    task = GradedTask(prompts, partial=mode == "partial", temperature=0.7, top_p=0.9, max_new_tokens=256)
     backend = guided_transformers_backend(model="embedded-llm", batch_size=batch_size)
-    options = RunOptions(out, limit=n_records, seed=seed, cache_path=work / "cache.sqlite", progress=False,
+    options = RunOptions(out, limit=None, seed=seed, cache_path=work / "cache.sqlite", progress=False,
                          shard_size=16, flush_seconds=20)
     try:
-        summary = run_graded(task, backend, options, brainstorm=brainstorm)
+        if mode == "partial":
+            rows = query_rows(n_records)
+            summary = run_graded(task, backend, RunOptions(**{**vars(options), "limit": n_records}), rows=rows)
+        else:
+            brainstorm = BrainstormTask(prompts, per_request=8, families=("symmetric", "short-short"),
+                                        temperature=0.8, max_new_tokens=400)
+            summary = run_graded(task, backend, RunOptions(**{**vars(options), "limit": n_records}),
+                                 brainstorm=brainstorm)
     finally:
         backend.close()
-    print(summary.text())
+    print(summary.text(), flush=True)
     return out
 
 
@@ -128,8 +147,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/mgh_ablation"))
     parser.add_argument("--records", type=int, default=128, help="graded records to synthesize")
     parser.add_argument("--gen-batch-size", type=int, default=8)
-    parser.add_argument("--families", default="symmetric,short-short",
-                        help="task families to brainstorm (short texts keep generation and training cheap)")
+    parser.add_argument("--mode", choices=["partial", "full"], default="partial",
+                        help="partial: graded negatives for wiki1m sentences; full: brainstorm tasks first")
     parser.add_argument("--steps", type=int, default=24, help="training steps per run (split into stages)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-5)
@@ -147,7 +166,7 @@ def main() -> None:
     results["settings"] = {k: str(v) for k, v in vars(args).items()}
 
     started = time.time()
-    data = synthesize(work, args.records, args.gen_batch_size, args.seed, tuple(args.families.split(",")))
+    data = synthesize(work, args.records, args.gen_batch_size, args.seed, args.mode)
     results["synthesis_seconds"] = round(time.time() - started)
     if "level_check" not in results:
         results["level_check"] = level_check(data)

@@ -130,14 +130,17 @@ def test_partial_mode_and_duplicate_drop(tmp_path: Path) -> None:
     def answer(request: ChatRequest) -> str:
         prompt = request.messages[-1]["content"]
         if "same" in prompt.split("\n")[1]:
-            return json.dumps({"positive": "x", "negatives": ["x", "b", "c", "d"]})
-        return json.dumps({"positive": "a paraphrase", "negatives": ["n1", "n2", "n3", "n4"]})
+            return json.dumps({"positive": "same words", "negatives": ["same words", "bb cc", "cc dd", "dd ee"]})
+        if "dots" in prompt.split("\n")[1]:
+            return json.dumps({"positive": "...", "negatives": ["aa bb", "bb cc", "cc dd", "dd ee"]})
+        return json.dumps({"positive": "a paraphrase here", "negatives": ["level one", "level two", "level three",
+                                                                         "level four"]})
 
-    rows = rows_from_texts(["A cat sat on the mat.", "same same"])
+    rows = rows_from_texts(["A cat sat on the mat.", "same same", "dots dots"])
     summary = run_graded(GradedTask(load_prompts(), partial=True), FakeBackend(responder=answer),
                          RunOptions(tmp_path / "p", progress=False), rows=rows)
     records = list(iter_records(tmp_path / "p"))
-    assert summary.counts["duplicate"] == 1 and len(records) == 1
+    assert summary.counts["duplicate"] == 1 and summary.counts["placeholder"] == 1 and len(records) == 1
     assert records[0]["query"] == "A cat sat on the mat." and records[0]["meta"]["mode"] == "partial"
     assert "query" not in graded_schema(partial=True)["properties"]
 
@@ -223,7 +226,7 @@ def test_cli_counts_drops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                  "--output", str(tmp_path / "out"), "--no-progress"])
     assert code == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    # the fake answer shuffles the prompt's last line (the JSON template's words): braces, but broken JSON
-    assert manifest["counts"] == {"written": 0, "dropped": {"invalid_json": 2}}
+    # the fake answer shuffles the words of the prompt's last line (prose, no JSON object)
+    assert manifest["counts"] == {"written": 0, "dropped": {"no_json": 2}}
     assert main(["synthesize", "graded", "--backend", "fake", "--input", str(queries),
                  "--output", str(tmp_path / "x")]) == 2  # full mode brainstorms; an input is an error

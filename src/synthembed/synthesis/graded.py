@@ -11,8 +11,8 @@
 Every answer goes through `synthembed.synthesis.json_repair` (near-JSON repaired, JSON Schema
 validated); requests carry the schema as ``response_format`` so servers decode guided JSON (and the
 transformers backend with xgrammar, see `synthembed.synthesis.guided_json`). Unusable rows are dropped
-and counted by reason: ``no_json``, ``invalid_json``, ``schema``, ``refusal``, ``duplicate`` (repeated
-texts within a record). Repairs applied are kept in the record's ``meta.repairs``.
+and counted by reason: ``no_json``, ``invalid_json``, ``schema``, ``placeholder`` (a text of fewer than
+two words, e.g. a copied ``...``), ``refusal``, ``duplicate`` (repeated texts within a record). Repairs applied are kept in the record's ``meta.repairs``.
 
 Records: ``{"id", "task", "query", "positive", "negatives": [{"level": 1, "text": ...}, ...], "meta"}``.
 `level_order_report` optionally checks with an embedding model how often the levels come out in the
@@ -25,6 +25,7 @@ import importlib.resources
 import json
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 N_LEVELS = 4
+_WORD = re.compile(r"[^\W_]{2,}")  # a word: two or more letters/digits
 FAMILIES = ("short-long", "long-short", "short-short", "long-long", "symmetric")
 _STRING = {"type": "string", "minLength": 1}
 BRAINSTORM_SCHEMA: dict[str, Any] = {
@@ -87,11 +89,13 @@ class GradedPrompts:
     partial: str
     families: Mapping[str, Mapping[str, str]]
     example: Mapping[str, Any] | None
+    partial_example: Mapping[str, Any] | None = None
 
     def fingerprint(self) -> dict[str, Any]:
         import hashlib
 
-        blob = json.dumps([self.brainstorm, self.graded, self.partial, self.families, self.example], sort_keys=True)
+        blob = json.dumps([self.brainstorm, self.graded, self.partial, self.families, self.example,
+                           self.partial_example], sort_keys=True)
         return {"sha256": hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16], "families": sorted(self.families)}
 
 
@@ -102,6 +106,7 @@ def load_prompts(
     families: Path | None = None,
     example: Path | None = None,
     use_example: bool = True,
+    partial_example: Path | None = None,
 ) -> GradedPrompts:
     """Read the templates (each argument overrides one packaged file); check their placeholders."""
     paths = {
@@ -110,6 +115,7 @@ def load_prompts(
         "partial": partial or _resource("graded_partial.txt"),
         "families": families or _resource("families.json"),
         "example": example or _resource("example.json"),
+        "partial_example": partial_example or _resource("example_partial.json"),
     }
     texts = {}
     for key, path in paths.items():
@@ -123,7 +129,7 @@ def load_prompts(
             if placeholder not in texts[key]:
                 raise DataError(paths[key], f"the {key} template needs the placeholder {placeholder}")
     loaded = {}
-    for key in ("families", "example"):
+    for key in ("families", "example", "partial_example"):
         try:
             loaded[key] = json.loads(texts[key])
         except json.JSONDecodeError as exc:
@@ -133,7 +139,8 @@ def load_prompts(
         if missing:
             raise DataError(paths["families"], f"family {name!r} lacks {sorted(missing)}")
     return GradedPrompts(texts["brainstorm"], texts["graded"], texts["partial"], loaded["families"],
-                         loaded["example"] if use_example else None)
+                         loaded["example"] if use_example else None,
+                         loaded["partial_example"] if use_example else None)
 
 
 def _sampling(temperature: float, top_p: float, max_new_tokens: int, rng: random.Random, schema: dict) -> SamplingParams:
@@ -184,7 +191,7 @@ class BrainstormTask:
     def parse(self, text: str, row: InputRow, slot: str) -> dict[str, Any]:
         value, repairs = _json_or_drop(text, BRAINSTORM_SCHEMA)
         tasks = [clean_output(t) for t in value["tasks"]]
-        tasks = [t for t in tasks if len(t.split()) >= 4]
+        tasks = [t for t in tasks if len(_WORD.findall(t)) >= 4]
         if not tasks:
             raise Drop("schema", "no task description of at least 4 words")
         return {"tasks": tasks, "repairs": repairs}
@@ -247,6 +254,10 @@ class GradedTask:
     def build_request(self, row: InputRow, rng: random.Random, slot: str) -> ChatRequest:
         messages: list[dict[str, str]] = []
         if self.partial:
+            shown = self.prompts.partial_example
+            if shown is not None:
+                messages.append({"role": "user", "content": self.prompts.partial.format(query=shown["query"])})
+                messages.append({"role": "assistant", "content": json.dumps(shown["answer"], ensure_ascii=False)})
             messages.append({"role": "user", "content": self.prompts.partial.format(query=row.text)})
         else:
             example = self.prompts.example
@@ -272,6 +283,8 @@ class GradedTask:
             raise Drop("refusal", "a text is a refusal or meta-text")
         if len({normalize(t) for t in texts}) < len(texts):
             raise Drop("duplicate", "query, positive and negatives must all differ")
+        if any(len(_WORD.findall(t)) < 2 for t in texts):
+            raise Drop("placeholder", "a text has fewer than two words (e.g. '...')")
         return {"query": query, "positive": positive, "negatives": negatives, "repairs": repairs}
 
     def assemble(self, row: InputRow, parsed: Mapping[str, Any]) -> dict[str, Any]:
