@@ -37,7 +37,12 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthembed.cli.synthesize import backend_from_args, input_rows_from_args, run_options_from_args
+    from synthembed.cli.synthesize import (
+        backend_from_args,
+        backend_options_from_args,
+        input_rows_from_args,
+        run_options_from_args,
+    )
     from synthembed.errors import SynthEmbedError
     from synthembed.synthesis.runner import RunOptions
     from synthembed.synthesis.syncse import AnchorTask, SynCSETask, load_pools, run_syncse
@@ -52,13 +57,14 @@ def run(args: argparse.Namespace) -> int:
         raise SynthEmbedError("--mode scratch writes its own anchors; drop --input/--dataset (or use --mode partial)")
     options = RunOptions(**run_options_from_args(args))
     backend = backend_from_args(args)
+    config = {"backend_options": backend_options_from_args(args)}
     try:
         if args.mode == "partial":
-            summary = run_syncse(task, backend, options, rows=rows)
+            summary = run_syncse(task, backend, options, rows=rows, config=config)
         else:
             anchor_task = AnchorTask(pools, per_request=args.anchors_per_request, temperature=args.temperature,
                                      top_p=args.top_p)
-            summary = run_syncse(task, backend, options, anchor_task=anchor_task)
+            summary = run_syncse(task, backend, options, anchor_task=anchor_task, config=config)
     finally:
         backend.close()
     print(summary.text())
