@@ -62,8 +62,6 @@ def main() -> None:
         "dev_before": {k: round(v, 2) for k, v in before.items()},
         "dev_after": {k: round(v, 2) for k, v in after.items()},
         "stsb_dev_delta": round(after["dev_stsb_spearman"] - before["dev_stsb_spearman"], 2),
-        "saved": results["saved"],
-        "steps": results["steps"],
         "wall_s": results["wall_s"],
     }
     print(json.dumps(summary, indent=2))

@@ -70,11 +70,18 @@ def test_refine_cli_end_to_end(tiny_bert_dir, shared_data_dir, tmp_path):
             "--infonce-weight", "0.1", "--distill-weight", "0.1", "--batch-size", "2"]
     assert main(argv) == 0
     results = json.loads((out / "refine_results.json").read_text())
-    assert results["chains"] == 4 and results["list_size"] == 5 and results["steps"] == 2
-    assert results["saved"] in ("refined", "start")
-    logged = {k for h in results["log_history"] for k in h}
-    assert {"listmle", "infonce", "distill"} <= logged  # each term logged by name
-    assert (out / "modules.json").is_file() and (out / "refine_config.json").is_file()
+    assert results["chains"] == 4 and results["list_size"] == 5
+    assert set(results["dev_before"]) == {"dev_stsb_spearman", "dev_mean_spearman"}
+    import yaml
+
+    record = yaml.safe_load((out / "train_config.yaml").read_text())
+    assert record["result"]["steps_done"] == 2 and record["fit"]["loss"]["class"] == "ChainRankingLoss"
+    assert record["refine"]["distill_weight"] == 0.1
+    curve = (out / "dev_curve.tsv").read_text()
+    assert "dev_stsb_spearman" in curve
+    assert (out / "modules.json").is_file()
+    logged = {k for h in results["train_log"] for k in h}
+    assert {"listmle", "infonce", "distill"} <= logged  # each loss term logged by name
     from synthembed.models.encoder import load_encoder
 
     assert load_encoder(str(out)).encode(["ok"]).shape[0] == 1

@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use at most this many chains")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="as train")
     add_data_dir_argument(parser)
     parser.set_defaults(handler=_run)
 
@@ -76,11 +77,12 @@ def _run(args: argparse.Namespace) -> int:
         limit=args.limit,
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
     )
     try:
         results = refine(config)
     except ValueError as exc:
         raise SynthEmbedError(str(exc)) from None
-    summary = {k: results[k] for k in ("chains", "list_size", "skipped", "dev_before", "dev_after_best_checkpoint", "saved", "wall_s")}
+    summary = {k: results[k] for k in ("chains", "list_size", "skipped", "dev_before", "dev_after_best_checkpoint", "wall_s")}
     print(json.dumps(summary, indent=2))
     return 0

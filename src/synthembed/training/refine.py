@@ -3,13 +3,14 @@
 Flow: read chain records (``{"id", "sentences": [s0 … sK], "meta"}``) -> a frozen teacher (by default
 the starting model as it is before training) embeds every sentence once and gives each chain its
 cosine matrix ``(n, n)`` (the loss's label) -> sentence-transformers' trainer on columns ``s0 … s{n-1}``
-+ ``label`` -> model selection on STS dev (STS-B dev + SICK-R trial) -> the best model saved in
-sentence-transformers format in the output folder with ``refine_config.json`` and ``refine_results.json``.
++ ``label`` -> `synthembed.training.trainer.fit` (the same loop as ``train``: model selection on STS dev
+(STS-B dev + SICK-R trial), resume from ``OUTPUT/checkpoints``, ``train_config.yaml``, ``dev_curve.tsv``,
+model card) -> the best model in sentence-transformers format, plus ``refine_results.json``
+(dev before/after, chain counts, wall times).
 
 Precomputing the teacher matrices means no teacher in memory during training and one teacher pass
 in total. Chains are truncated to a common length ``list_size`` (a prefix keeps the order); shorter
-chains are skipped and counted. Resume: an output folder holding trainer checkpoints continues from
-the last one.
+chains are skipped and counted.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class RefineConfig:
     limit: int | None = None  # use at most this many chains
     seed: int = 42
     device: str | None = None
-    save_total_limit: int = 2
+    precision: str = "auto"  # as `train`: bf16 autocast on CPUs with native bf16, else fp32
 
 
 def load_chains(path: str | Path, limit: int | None = None) -> tuple[list[list[str]], Counter]:
@@ -126,28 +127,37 @@ def teacher_cosines(teacher: Any, chains: list[list[str]], batch_size: int = 64)
     return out
 
 
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def _log_collector() -> Any:
+    """A trainer callback keeping every training log (loss terms by name: listmle, infonce, distill)."""
+    from transformers import TrainerCallback
 
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    class LogCollector(TrainerCallback):
+        def __init__(self) -> None:
+            self.logs: list[dict[str, Any]] = []
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if logs and not any(k.startswith("eval_") for k in logs):
+                self.logs.append({"step": state.global_step, **logs})
+
+    return LogCollector()
 
 
 def refine(config: RefineConfig) -> dict[str, Any]:
-    """Run one refinement; returns the results dict also written to OUTPUT/refine_results.json."""
-    import torch
+    """Run one refinement through `synthembed.training.trainer.fit` (same selection, outputs and resume
+    as ``train``); returns the results dict also written to OUTPUT/refine_results.json."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from transformers import set_seed
 
     from synthembed.cli._common import resolve_data_dir
     from synthembed.evaluation.dev import DevSTSEvaluator
     from synthembed.losses.listmle import ChainRankingLoss
     from synthembed.models.encoder import load_encoder
+    from synthembed.training.modality import pin_text_modality
+    from synthembed.training.trainer import FitSettings, fit
 
     started = time.monotonic()
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output / "refine_config.json", asdict(config))
-    torch.manual_seed(config.seed)
+    set_seed(config.seed)
 
     raw, skipped = load_chains(config.data, config.limit)
     chains, n, too_short = _common_length(raw, config.list_size)
@@ -157,22 +167,24 @@ def refine(config: RefineConfig) -> dict[str, Any]:
         raise DataError(config.data, f"no chain has {n} sentences (list_size)")
 
     student = load_encoder(config.model, pooling=config.pooling, max_length=config.max_length, device=config.device)
-    teacher_ref = config.teacher
-    teacher = student if teacher_ref is None else load_encoder(teacher_ref, max_length=config.max_length, device=config.device)
+    pin_text_modality(student)
+    teacher = student
+    if config.teacher is not None:
+        teacher = load_encoder(config.teacher, max_length=config.max_length, device=config.device)
+        pin_text_modality(teacher)
     t0 = time.monotonic()
-    labels = teacher_cosines(teacher, chains)  # computed before any update: a frozen copy of the start
+    labels = teacher_cosines(teacher, chains)  # before any update: the teacher is the frozen start
     teacher_s = time.monotonic() - t0
-    if teacher is not student:
-        del teacher
+    del teacher
 
-    columns = {f"s{k}": [c[k] for c in chains] for k in range(n)}
+    columns: dict[str, list[Any]] = {f"s{k}": [c[k] for c in chains] for k in range(n)}
     columns["label"] = labels
     dataset = Dataset.from_dict(columns)
 
     data_dir = resolve_data_dir(Path(config.data_dir) if config.data_dir else None)
     evaluator = DevSTSEvaluator(data_dir, tasks=config.dev_tasks)
+    t1 = time.monotonic()
     before = evaluator(student)
-
     loss = ChainRankingLoss(
         student,
         scale=config.scale,
@@ -183,61 +195,44 @@ def refine(config: RefineConfig) -> dict[str, Any]:
         distill_weight=config.distill_weight,
         seed=config.seed,
     )
-    steps_per_epoch = max(1, len(dataset) // config.lists_per_step)
-    total_steps = max(1, int(steps_per_epoch * config.epochs))
-    eval_steps = config.eval_steps or max(1, total_steps // 4)
-    checkpoints = output / "checkpoints"
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.lists_per_step,
-        learning_rate=config.learning_rate,
+    settings = FitSettings(
+        batch_size=config.lists_per_step,
+        lr=config.learning_rate,
+        epochs=config.epochs,
         warmup_ratio=config.warmup_ratio,
-        eval_strategy="steps",
-        eval_steps=eval_steps,
-        save_strategy="steps",
-        save_steps=eval_steps,
-        save_total_limit=config.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model=f"eval_{evaluator.primary_metric}",
-        greater_is_better=True,
-        logging_steps=max(1, eval_steps // 2),
+        precision=config.precision,
         seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        use_cpu=(config.device == "cpu") or not torch.cuda.is_available(),
-        disable_tqdm=True,
+        eval_steps=config.eval_steps,
+        eval_on_start=False,  # scored above as dev_before
+        logging_steps=max(1, (config.eval_steps or 10) // 2),
     )
-    trainer = SentenceTransformerTrainer(
-        model=student, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator
+    collector = _log_collector()
+    record = {"refine": asdict(config), "chains": len(chains), "list_size": n, "skipped": dict(skipped)}
+    fit(
+        student,
+        dataset,
+        loss,
+        output,
+        settings=settings,
+        evaluator=evaluator,
+        record=record,
+        callbacks=[collector],
+        method="ranking refinement: ListMLE against teacher + rank prior (METHODS.md 2.3)",
+        data_description=str(config.data),
     )
-    resume = _last_checkpoint(checkpoints)
-    t1 = time.monotonic()
-    trainer.train(resume_from_checkpoint=resume)
     train_s = time.monotonic() - t1
-    after = evaluator(trainer.model)
-    # The trainer's best checkpoint may be worse than the start (refinement can hurt): keep the start then.
-    primary = evaluator.primary_metric
-    kept = "refined" if after[primary] >= before[primary] else "start"
-    final_model = trainer.model if kept == "refined" else load_encoder(
-        config.model, pooling=config.pooling, max_length=config.max_length, device=config.device
-    )
-    final_model.save(str(output))
-    history = [h for h in trainer.state.log_history if any(k.startswith(("loss", "listmle", "infonce", "distill", "eval_")) for k in h)]
+    after = evaluator(student)  # fit loaded the best checkpoint into `student`
     results = {
         "config": asdict(config),
         "chains": len(chains),
         "list_size": n,
         "skipped": dict(skipped),
-        "teacher": teacher_ref or f"frozen copy of {config.model}",
+        "teacher": config.teacher or f"frozen copy of {config.model}",
         "dev_before": before,
         "dev_after_best_checkpoint": after,
-        "saved": kept,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "steps": trainer.state.global_step,
-        "resumed_from": resume,
-        "wall_s": {"teacher": round(teacher_s, 2), "train": round(train_s, 2), "total": round(time.monotonic() - started, 2)},
-        "log_history": history,
+        "wall_s": {"teacher": round(teacher_s, 2), "train_and_eval": round(train_s, 2),
+                   "total": round(time.monotonic() - started, 2)},
+        "train_log": collector.logs,
     }
     atomic_write_json(output / "refine_results.json", results)
     return results
