@@ -65,6 +65,24 @@ def test_guided_matches_hf_reference(tiny_lm, gamma):
         assert out.token_ids == ref
 
 
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_shared_prefix_matches_reference(tiny_lm, share_prefix):
+    """Chat-style prompts share a long prefix; computing it once must not change the greedy output."""
+    model, tokenizer = tiny_lm
+    head = tokenizer("System: you rewrite sentences. User: rewrite this one please:")["input_ids"]
+    enc = [head + tokenizer(" " + p)["input_ids"] for p in PROMPTS]
+    requests = [GuidedRequest(p, enc[(i + 1) % len(enc)]) for i, p in enumerate(enc)]
+    requests[3] = GuidedRequest(enc[3])  # an unguided row too
+    eos_id = tokenizer.eos_token_id
+    outs = guided_generate(
+        model, requests, GuidanceParams(guidance_scale=1.5, max_new_tokens=10), eos_token_ids=[eos_id],
+        pad_token_id=eos_id, share_prefix=share_prefix,
+    )
+    for req, out in zip(requests, outs, strict=True):
+        neg = None if req.negative_ids is None else list(req.negative_ids)
+        assert out.token_ids == _reference(model, list(req.prompt_ids), neg, 1.5, 10, eos_id)
+
+
 def test_rows_stop_independently(tiny_lm):
     """With an eos that some rows emit early, those rows stop and the rest still match the reference."""
     model, tokenizer = tiny_lm
@@ -129,3 +147,11 @@ def test_left_pad_shapes():
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     with pytest.raises(ValueError):
         left_pad([[1], []], pad_id=0)
+
+
+def test_common_prefix_len():
+    from synthembed.llm.guidance import _common_prefix_len
+
+    assert _common_prefix_len([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert _common_prefix_len([[5], [6]]) == 0
+    assert _common_prefix_len([[1, 2], [1, 2]]) == 2

@@ -64,6 +64,16 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
     return ids, mask
 
 
+def _common_prefix_len(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by all rows."""
+    first, n = rows[0], min(len(r) for r in rows)
+    for i in range(n):
+        t = first[i]
+        if any(r[i] != t for r in rows):
+            return i
+    return n
+
+
 def _guided_scores(
     logits: torch.Tensor, cond_rows: torch.Tensor, neg_rows: torch.Tensor, has_neg: torch.Tensor, gamma: float
 ) -> torch.Tensor:
@@ -107,11 +117,16 @@ def guided_generate(
     *,
     eos_token_ids: Sequence[int],
     pad_token_id: int,
+    share_prefix: bool = True,
 ) -> list[GuidedOutput]:
     """Decode all `requests` together; returns one `GuidedOutput` per request, in order.
 
     Rows: every request's conditional prompt, then the negative prompts of guided requests; one
     forward per step over the still-active rows, caches pruned as requests finish.
+
+    With `share_prefix`, the longest token prefix common to all rows (chat template + instruction:
+    most of a chain prompt) is run once and its cache copied to every row; the rows' own suffixes
+    follow, left-padded inside the suffix region (mask holes + explicit position ids).
     """
     if not requests:
         return []
@@ -125,9 +140,19 @@ def guided_generate(
         if guided_flags[i]:
             neg_of[i] = len(prompts)
             prompts.append(list(r.negative_ids or []))
-    ids, mask = left_pad(prompts, pad_token_id)  # (rows, width)
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (rows, width)
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    prefix = _common_prefix_len(prompts) if share_prefix and len(prompts) > 1 else 0
+    prefix = min(prefix, min(len(p) for p in prompts) - 1)  # every row keeps >= 1 token of its own
+    if prefix > 0:
+        shared = torch.tensor([prompts[0][:prefix]], device=device)  # (1, prefix)
+        cache = model(input_ids=shared, past_key_values=cache, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(len(prompts))
+    ids, suffix_mask = left_pad([p[prefix:] for p in prompts], pad_token_id)  # (rows, width)
+    ids, suffix_mask = ids.to(device), suffix_mask.to(device)
+    mask = torch.cat([torch.ones(len(prompts), prefix, dtype=torch.long, device=device), suffix_mask], 1)
+    positions = prefix + (suffix_mask.cumsum(-1) - 1).clamp(min=0)  # (rows, width)
 
     cond_rows = torch.arange(n_req, device=device)  # (n_active,) row of each active request
     neg_rows = torch.tensor([max(j, 0) for j in neg_of], device=device)  # (n_active,)
@@ -141,10 +166,6 @@ def guided_generate(
             g.manual_seed(r.seed if r.seed is not None else torch.seed())
             generators.append(g)
     outputs = [GuidedOutput() for _ in requests]
-
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
     step_ids = ids
     for _step in range(params.max_new_tokens):
         out = model(
