@@ -128,3 +128,31 @@ def test_dev_evaluator_in_sentence_transformers_trainer_contract(tmp_path: Path)
     assert isinstance(evaluator, BaseEvaluator)
     metrics = evaluator(HashEncoder(), output_path=None, epoch=1, steps=10)
     assert evaluator.primary_metric in metrics and set(metrics) == {"dev_stsb_spearman", "dev_mean_spearman"}
+
+
+def test_token_budget_batches_bound_padded_tokens() -> None:
+    from synthembed.evaluation.encoding import token_budget_batches
+
+    lengths = [40, 30, 20, 20, 10, 10, 10, 10, 10, 5, 5, 1]
+    batches = token_budget_batches(lengths, batch_size=2)
+    covered = [i for b in batches for i in range(b.start, b.stop)]
+    assert covered == list(range(len(lengths)))  # every text once, in order
+    assert batches[0] == slice(0, 2)  # the first batch is exactly batch_size texts
+    for batch in batches:
+        assert (batch.stop - batch.start) * lengths[batch.start] <= 2 * 40  # padded tokens within budget
+    assert len(batches) < len(lengths) / 2  # shorter texts share larger batches
+    assert token_budget_batches([], 4) == []
+
+
+def test_token_budget_encoding_matches_plain_encode(tiny_bert_dir: Path) -> None:
+    from synthembed.evaluation.encoding import token_lengths
+    from synthembed.models.encoder import load_encoder
+
+    model = load_encoder(tiny_bert_dir, max_length=12)
+    texts = [f"sentence number {i} " + "word " * (i % 7) for i in range(40)] + ["a much longer text " * 10]
+    lengths = token_lengths(model, texts)
+    assert lengths is not None and max(lengths) == 12  # truncation applied like the model does
+    table = encode_texts(model, texts, batch_size=4)
+    plain = encode_texts(model, texts, batch_size=4, token_budget=False)
+    assert table.index.keys() == plain.index.keys()
+    np.testing.assert_allclose(table.lookup(texts), plain.lookup(texts), atol=1e-5)
