@@ -54,7 +54,7 @@ def query_rows(n: int) -> Any:
     return rows_from_texts(picked, prefix="W", source="wiki1m_sample")
 
 
-def synthesize(work: Path, n_records: int, batch_size: int, seed: int, mode: str) -> Path:
+def synthesize(work: Path, n_records: int, batch_size: int, seed: int, mode: str, example: bool) -> Path:
     """Step 1: graded records written by SmolLM2 (resumable; cached requests).
 
     ``partial`` (default): positives and graded negatives for wiki1m sentences. ``full`` brainstorms tasks
@@ -64,8 +64,8 @@ def synthesize(work: Path, n_records: int, batch_size: int, seed: int, mode: str
     from synthembed.synthesis.guided_json import guided_transformers_backend
     from synthembed.synthesis.runner import RunOptions
 
-    out = work / f"data-{mode}"
-    prompts = load_prompts()
+    out = work / f"data-{mode}{'' if example else '-noexample'}"
+    prompts = load_prompts(use_example=example)
     task = GradedTask(prompts, partial=mode == "partial", temperature=0.7, top_p=0.9, max_new_tokens=256)
     backend = guided_transformers_backend(model="embedded-llm", batch_size=batch_size)
     options = RunOptions(out, limit=None, seed=seed, cache_path=work / "cache.sqlite", progress=False,
@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--gen-batch-size", type=int, default=8)
     parser.add_argument("--mode", choices=["partial", "full"], default="partial",
                         help="partial: graded negatives for wiki1m sentences; full: brainstorm tasks first")
+    parser.add_argument("--example", action="store_true",
+                        help="show the packaged demonstration (SmolLM2-135M mostly copies it, so off by default)")
     parser.add_argument("--steps", type=int, default=24, help="training steps per run (split into stages)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-5)
@@ -166,7 +168,7 @@ def main() -> None:
     results["settings"] = {k: str(v) for k, v in vars(args).items()}
 
     started = time.time()
-    data = synthesize(work, args.records, args.gen_batch_size, args.seed, args.mode)
+    data = synthesize(work, args.records, args.gen_batch_size, args.seed, args.mode, args.example)
     results["synthesis_seconds"] = round(time.time() - started)
     if "level_check" not in results:
         results["level_check"] = level_check(data)

@@ -230,3 +230,14 @@ def test_cli_counts_drops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert manifest["counts"] == {"written": 0, "dropped": {"no_json": 2}}
     assert main(["synthesize", "graded", "--backend", "fake", "--input", str(queries),
                  "--output", str(tmp_path / "x")]) == 2  # full mode brainstorms; an input is an error
+
+
+def test_copying_the_demonstration_is_dropped() -> None:
+    prompts = load_prompts()
+    task = GradedTask(prompts, partial=True)
+    row = rows_from_texts(["A cat sat on the mat."]).rows[0]
+    copied = dict(prompts.partial_example["answer"])
+    copied = {"positive": "a feline rested on the rug", "negatives": copied["negatives"]}
+    with pytest.raises(Exception) as info:
+        task.parse(json.dumps(copied), row, "graded")
+    assert getattr(info.value, "reason", "") == "copied_example"

@@ -12,7 +12,8 @@ Every answer goes through `synthembed.synthesis.json_repair` (near-JSON repaired
 validated); requests carry the schema as ``response_format`` so servers decode guided JSON (and the
 transformers backend with xgrammar, see `synthembed.synthesis.guided_json`). Unusable rows are dropped
 and counted by reason: ``no_json``, ``invalid_json``, ``schema``, ``placeholder`` (a text of fewer than
-two words, e.g. a copied ``...``), ``refusal``, ``duplicate`` (repeated texts within a record). Repairs applied are kept in the record's ``meta.repairs``.
+two words, e.g. a copied ``...``), ``refusal``, ``duplicate`` (repeated texts within a record),
+``copied_example`` (a text copied from the demonstration, which small models do). Repairs applied are kept in the record's ``meta.repairs``.
 
 Records: ``{"id", "task", "query", "positive", "negatives": [{"level": 1, "text": ...}, ...], "meta"}``.
 `level_order_report` optionally checks with an embedding model how often the levels come out in the
@@ -34,7 +35,7 @@ from typing import Any
 
 from synthembed.errors import DataError
 from synthembed.llm.base import ChatRequest, LLMBackend, SamplingParams
-from synthembed.synthesis.filters import clean_output, normalize
+from synthembed.synthesis.filters import clean_output, meta_reason, normalize
 from synthembed.synthesis.inputs import InputRow, InputSet
 from synthembed.synthesis.json_repair import JsonAnswerError, parse_json_answer
 from synthembed.synthesis.records import iter_records
@@ -244,6 +245,14 @@ class GradedTask:
     def schema(self) -> dict[str, Any]:
         return graded_schema(self.partial)
 
+    def _example_texts(self) -> set[str]:
+        """Normalised texts of the demonstration shown with each request (copying one is a drop)."""
+        shown = self.prompts.partial_example if self.partial else self.prompts.example
+        if shown is None:
+            return set()
+        answer = shown["answer"]
+        return {normalize(t) for t in [answer.get("query", ""), answer["positive"], *answer["negatives"]] if t}
+
     def _family(self, row: InputRow) -> tuple[str, Mapping[str, str]]:
         name = row.fields.get("family", self.default_family)
         return name, self.prompts.families.get(name, self.prompts.families[self.default_family])
@@ -270,8 +279,6 @@ class GradedTask:
         return ChatRequest(f"{row.id}/{slot}", tuple(messages), params)
 
     def parse(self, text: str, row: InputRow, slot: str) -> dict[str, Any]:
-        from synthembed.synthesis.syncse import check_meta
-
         value, repairs = _json_or_drop(text, self.schema())
         query = row.text if self.partial else clean_output(value["query"])
         positive = clean_output(value["positive"])
@@ -279,10 +286,13 @@ class GradedTask:
         texts = [query, positive, *negatives]
         if any(not t for t in texts):
             raise Drop("schema", "an empty text after cleaning")
-        if any(check_meta(t) for t in texts[1:]):
-            raise Drop("refusal", "a text is a refusal or meta-text")
+        reasons = [meta_reason(t) for t in texts[1:]]
+        if any(reasons):
+            raise Drop(next(r for r in reasons if r), "a text is a refusal or meta-text")
         if len({normalize(t) for t in texts}) < len(texts):
             raise Drop("duplicate", "query, positive and negatives must all differ")
+        if any(normalize(t) in self._example_texts() for t in texts[1:]):
+            raise Drop("copied_example", "a text repeats the demonstration")
         if any(len(_WORD.findall(t)) < 2 for t in texts):
             raise Drop("placeholder", "a text has fewer than two words (e.g. '...')")
         return {"query": query, "positive": positive, "negatives": negatives, "repairs": repairs}
