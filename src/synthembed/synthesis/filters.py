@@ -17,7 +17,7 @@ from typing import Any
 
 from synthembed.synthesis.runner import Drop
 
-__all__ = ["FilterConfig", "check_output", "clean_output", "count_sentences", "normalize"]
+__all__ = ["FilterConfig", "check_output", "clean_output", "count_sentences", "meta_reason", "normalize"]
 
 _LABEL = re.compile(
     r"^\s*(?:\*\*)?(?:result|answer|output|rewritten(?: sentence)?|paraphrase[ds]?|contradiction|"
@@ -84,16 +84,25 @@ def clean_output(text: str) -> str:
     return text
 
 
+def meta_reason(text: str) -> str | None:
+    """``refusal`` or ``meta_text`` when `text` (cleaned) is one, else None."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if _REFUSAL.search(text):
+        return "refusal"
+    if any(_META.search(line) for line in lines):
+        return "meta_text"
+    return None
+
+
 def check_output(text: str, anchor: str, config: FilterConfig = FilterConfig()) -> str:
     """Return the cleaned output, or raise `Drop` with the first rule it breaks (see module doc)."""
     text = clean_output(text)
     if not text:
         raise Drop("empty")
+    reason = meta_reason(text)
+    if reason is not None:
+        raise Drop(reason, text[:200])
     lines = [line for line in text.splitlines() if line.strip()]
-    if _REFUSAL.search(text):
-        raise Drop("refusal", text[:200])
-    if _META.search(lines[0]) or any(_META.search(line) for line in lines[1:]):
-        raise Drop("meta_text", text[:200])
     if len(lines) > 1:
         raise Drop("multi_sentence", f"{len(lines)} lines")
     if count_sentences(text) > count_sentences(anchor) + config.extra_sentences:

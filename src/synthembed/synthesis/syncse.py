@@ -30,7 +30,7 @@ from typing import Any
 from synthembed.errors import DataError
 from synthembed.io.tables import read_jsonl, read_text_lines
 from synthembed.llm.base import ChatRequest, LLMBackend, SamplingParams
-from synthembed.synthesis.filters import FilterConfig, check_output, clean_output, count_sentences, normalize
+from synthembed.synthesis.filters import FilterConfig, check_output, clean_output, count_sentences, meta_reason, normalize
 from synthembed.synthesis.inputs import InputRow, InputSet
 from synthembed.synthesis.records import iter_records
 from synthembed.synthesis.runner import Drop, RunOptions, RunSummary, run_task
@@ -191,16 +191,6 @@ class SynCSETask:
         meta.update({k: v for k, v in row.fields.items() if k in ("genre", "topics")})
         return {"id": row.id, "anchor": row.text, "positive": positive, "negative": negative, "meta": meta}
 
-    def describe_draws(self, seed: int, row_id: str) -> dict[str, Any]:
-        """Which instructions and examples a row's requests used (recomputed from the seed)."""
-        from synthembed.synthesis.runner import row_rng
-
-        out = {}
-        for slot in SLOTS:
-            instruction, examples, _ = self.draws(row_rng(seed, self.name, row_id, slot), slot)
-            out[slot] = {"instruction": instruction, "examples": [self.pools.examples[i]["id"] for i in examples]}
-        return out
-
 
 _NUMBERING = re.compile(r"^\s*(?:\d+[.):]|[-*•]|\(\d+\))\s+")
 
@@ -250,7 +240,7 @@ class AnchorTask:
             words = len(line.split())
             if not line or line.endswith(":") or not self.min_words <= words <= self.max_words:
                 continue
-            if count_sentences(line) != 1 or check_meta(line):
+            if count_sentences(line) != 1 or meta_reason(line) is not None:
                 continue
             sentences.append(line)
         if not sentences:
@@ -259,15 +249,6 @@ class AnchorTask:
 
     def assemble(self, row: InputRow, parsed: Mapping[str, Any]) -> dict[str, Any]:
         return {"id": row.id, "anchors": parsed["anchors"], "meta": {}}
-
-
-def check_meta(line: str) -> bool:
-    """True if `line` is a refusal or meta-text rather than content."""
-    try:
-        check_output(line, "x " * max(1, len(line.split())), FilterConfig(max_length_ratio=1e9, min_length_ratio=0))
-    except Drop as drop:
-        return drop.reason in ("refusal", "meta_text")
-    return False
 
 
 def scratch_anchor_rows(n_rows: int) -> list[InputRow]:
