@@ -124,10 +124,30 @@ def _is_main_process() -> bool:
 
 
 def _trainer_class() -> type:
-    """`SentenceTransformerTrainer` (a subclass point kept for future hooks)."""
+    """`SentenceTransformerTrainer` whose evaluations run in full precision.
+
+    Under bf16/fp16 accelerate patches the model's ``forward`` with autocast (keeping the original as
+    ``_original_forward``); the evaluator calls that forward too, so dev scores would be half-precision
+    ones while the saved model is evaluated in fp32 later. `evaluate` (the trainer's documented
+    override point) restores the original forward for the duration of an evaluation, so the dev curve,
+    the checkpoint choice and a later evaluation of the saved model all see the same numbers.
+    """
     from sentence_transformers import SentenceTransformerTrainer
 
-    return SentenceTransformerTrainer
+    class FullPrecisionEvalTrainer(SentenceTransformerTrainer):
+        def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+            model = self.model
+            original = model.__dict__.get("_original_forward")
+            patched = model.__dict__.get("forward")
+            if original is None or patched is None:
+                return super().evaluate(*args, **kwargs)
+            model.forward = original
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                model.forward = patched
+
+    return FullPrecisionEvalTrainer
 
 
 def _dev_curve_callback(output: Path, metric: str | None) -> Any:
