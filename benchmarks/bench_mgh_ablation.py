@@ -85,12 +85,52 @@ def synthesize(work: Path, n_records: int, batch_size: int, seed: int, mode: str
     return out
 
 
+def mined_snli(work: Path, n_records: int, seed: int) -> Path:
+    """Fallback data when the LLM cannot write graded records: SNLI (premise, entailment) with graded negatives.
+
+    Level 1 = the human contradiction (same scene, one fact changed); levels 2-4 = other entailment sentences
+    ranked by MiniLM similarity to the premise: the nearest (2), rank ~20 (3), a random far one (4).
+    Written as ordinary graded records to ``WORK/data-snli-mined/records.jsonl``.
+    """
+    from synthembed.io.atomic import atomic_write_text
+    from synthembed.io.tables import read_delimited
+    from synthembed.models.encoder import load_encoder
+
+    out = work / "data-snli-mined"
+    path = out / "records.jsonl"
+    if path.is_file():
+        return out
+    rows = [r for _, r in read_delimited(DATA / "nli" / "snli_devtest_triplets.tsv", delimiter="\t")]
+    seen, triplets = set(), []
+    for r in rows:  # one triplet per premise
+        if r["premise"] not in seen:
+            seen.add(r["premise"])
+            triplets.append(r)
+    triplets = triplets[: max(n_records, 600)]
+    pool = [t["entailment"] for t in triplets]
+    encoder = load_encoder("embedded")
+    premises = encoder.encode([t["premise"] for t in triplets[:n_records]], normalize_embeddings=True)  # (n, dim)
+    candidates = encoder.encode(pool, normalize_embeddings=True)  # (pool, dim)
+    rng = random.Random(seed)
+    lines = []
+    for i, t in enumerate(triplets[:n_records]):
+        order = [j for j in np.argsort(-(candidates @ premises[i])) if j != i]  # most similar first
+        picks = [pool[order[0]], pool[order[19]], pool[order[rng.randrange(len(order) // 2, len(order))]]]
+        negatives = [t["contradiction"], *picks]
+        lines.append(json.dumps({"id": f"snli{i}", "task": "snli-mined", "query": t["premise"],
+                                 "positive": t["entailment"],
+                                 "negatives": [{"level": k + 1, "text": x} for k, x in enumerate(negatives)],
+                                 "meta": {"source": "snli_devtest_triplets + MiniLM-mined levels 2-4"}}))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return out
+
+
 def level_check(data: Path) -> dict[str, Any]:
     from synthembed.models.encoder import load_encoder
     from synthembed.synthesis.graded import level_order_report
-    from synthembed.synthesis.records import iter_records
+    from synthembed.training.curriculum import read_graded_records
 
-    return level_order_report(list(iter_records(data)), load_encoder("embedded"))
+    return level_order_report(read_graded_records(data), load_encoder("embedded"))
 
 
 def stsb_dev_sample(n_pairs: int, seed: int) -> tuple[list[str], list[str], np.ndarray]:
@@ -147,6 +187,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/mgh_ablation"))
     parser.add_argument("--records", type=int, default=128, help="graded records to synthesize")
     parser.add_argument("--gen-batch-size", type=int, default=8)
+    parser.add_argument("--data", choices=["synth", "snli-mined"], default="synth",
+                        help="synth: graded records written by SmolLM2; snli-mined: SNLI with MiniLM-mined levels "
+                        "(the fallback when the 135M model yields too few usable records)")
     parser.add_argument("--mode", choices=["partial", "full"], default="partial",
                         help="partial: graded negatives for wiki1m sentences; full: brainstorm tasks first")
     parser.add_argument("--example", action="store_true",
@@ -168,8 +211,12 @@ def main() -> None:
     results["settings"] = {k: str(v) for k, v in vars(args).items()}
 
     started = time.time()
-    data = synthesize(work, args.records, args.gen_batch_size, args.seed, args.mode, args.example)
-    results["synthesis_seconds"] = round(time.time() - started)
+    if args.data == "synth":
+        data = synthesize(work, args.records, args.gen_batch_size, args.seed, args.mode, args.example)
+        results["synthesis_seconds"] = round(time.time() - started)
+    else:
+        data = mined_snli(work, args.records, args.seed)
+    results["data"] = str(data)
     if "level_check" not in results:
         results["level_check"] = level_check(data)
     print("level check (MiniLM):", json.dumps(results["level_check"]))
@@ -201,7 +248,7 @@ def main() -> None:
             speeds[pooling] = encode_speed(pooling, speed_texts, args.max_length)
     results_path.write_text(json.dumps(results, indent=1))
 
-    print(f"\nMGH ablation: SmolLM2-135M, {args.records} synthesized graded records, {args.steps} steps x batch "
+    print(f"\nMGH ablation: SmolLM2-135M, {args.records} graded records ({args.data}), {args.steps} steps x batch "
           f"{args.batch_size}, lr {args.lr}, max_length {args.max_length}; STS-B dev = {len(sample[2])} sampled pairs")
     print(f"{'order':<12}{'pooling':<12}{'STS-B dev':>10}{'untrained':>11}{'7-task avg':>12}{'speed vs mean':>15}")
     for order, pooling in runs:
