@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -131,6 +132,7 @@ def main() -> None:
     ours_s = time.perf_counter() - t0
     ours_tokens = sum(c["new_tokens"] for c in ours)
     ours_rows = sum(len(c["sentences"]) - 1 for c in ours)
+    print(f"ours: {ours_s:.1f} s, {ours_rows} rows, {ours_tokens} tokens; running the reference ...", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
     refs = [reference_chain(model, tokenizer, s, config, template, eos) for s in seeds]
