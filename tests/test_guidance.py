@@ -83,11 +83,12 @@ def test_shared_prefix_matches_reference(tiny_lm, share_prefix):
         assert out.token_ids == _reference(model, list(req.prompt_ids), neg, 1.5, 10, eos_id)
 
 
-def test_rows_stop_independently(tiny_lm):
+@pytest.mark.parametrize("head", ["", "System: rewrite. User:"])
+def test_rows_stop_independently(tiny_lm, head):
     """With an eos that some rows emit early, those rows stop and the rest still match the reference."""
     model, tokenizer = tiny_lm
     eos_id = _eos_from_top(model, tokenizer)
-    enc = [tokenizer(p)["input_ids"] for p in PROMPTS]
+    enc = [tokenizer(head + p)["input_ids"] for p in PROMPTS]
     requests = [GuidedRequest(p, enc[(i + 2) % len(enc)]) for i, p in enumerate(enc)]
     outs = guided_generate(
         model, requests, GuidanceParams(guidance_scale=1.5, max_new_tokens=10), eos_token_ids=[eos_id], pad_token_id=0
