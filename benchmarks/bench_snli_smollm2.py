@@ -12,7 +12,10 @@ Goal (issue 5): after >= 70 and after - before >= 15.
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/bench_snli_smollm2.py --output runs/snli_smollm2 \\
         > runs/snli_smollm2.log 2>&1
 
-About 45 minutes on 2 free CPU cores; ``--rows 0`` uses all 6,339 triplets.
+About 45 minutes on 2 free CPU cores; ``--rows 0`` uses all 6,339 triplets. Precision ``auto`` trains
+with bf16 autocast on CPUs with native bf16 (dev evaluation stays fp32). On a shared, oversubscribed
+CPU pass ``--threads 1`` with OMP_NUM_THREADS=1: two threads per process under contention were measured
+5-10x slower than one here.
 """
 
 from __future__ import annotations
