@@ -136,3 +136,13 @@ def test_header_only_file_is_an_error(tmp_path: Path) -> None:
 def test_shared_stsb_test_loads(shared_data_dir: Path) -> None:
     task = load_sts_task("stsb", "test", shared_data_dir)
     assert len(task) == 1379 and task.scores.min() >= 0 and task.scores.max() <= 5
+
+
+@pytest.mark.slow
+def test_embedded_minilm_reproduces_published_stsb_test(shared_data_dir: Path) -> None:
+    """all-MiniLM-L6-v2's published STS-B test figure is 82.03 (Spearman x100 of cosine)."""
+    from synthembed.models.encoder import load_encoder
+
+    results = evaluate_model(load_encoder("embedded"), "stsb", data_dir=shared_data_dir, show_progress=False)
+    assert results["tasks"]["stsb"]["spearman"] == pytest.approx(82.03, abs=0.05)
+    assert results["tasks"]["stsb"]["n"] == 1379

@@ -156,3 +156,37 @@ def test_token_budget_encoding_matches_plain_encode(tiny_bert_dir: Path) -> None
     plain = encode_texts(model, texts, batch_size=4, token_budget=False)
     assert table.index.keys() == plain.index.keys()
     np.testing.assert_allclose(table.lookup(texts), plain.lookup(texts), atol=1e-5)
+
+
+def test_mteb_glue_with_a_stand_in_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mteb>=2 call shape (get_tasks -> evaluate -> task_results) mapped into our results."""
+    import sys
+    import types
+
+    calls = {}
+
+    class FakeResult:
+        scores = {"test": [{"main_score": 0.5, "hf_subset": "default"}]}
+
+        def get_score(self) -> float:
+            return 0.5
+
+    def get_tasks(tasks):
+        if tasks == ["Missing"]:
+            raise KeyError("Missing")
+        return [types.SimpleNamespace(metadata=types.SimpleNamespace(main_score="cosine_spearman"))]
+
+    def evaluate(model, tasks, encode_kwargs):
+        calls["encode_kwargs"] = encode_kwargs
+        return types.SimpleNamespace(task_results=[FakeResult()])
+
+    fake = types.ModuleType("mteb")
+    fake.get_tasks, fake.evaluate, fake.__version__ = get_tasks, evaluate, "2.0-fake"
+    monkeypatch.setitem(sys.modules, "mteb", fake)
+    results = evaluate_model(HashEncoder(), "mteb:STS12,mteb:Missing", batch_size=7, show_progress=False)
+    assert results["tasks"]["mteb:STS12"]["main_score"] == pytest.approx(50.0)
+    assert results["tasks"]["mteb:STS12"]["metric"] == "cosine_spearman"
+    assert results["tasks"]["mteb:STS12"]["splits"] == {"test": [50.0]}
+    assert calls["encode_kwargs"] == {"batch_size": 7}
+    assert "does not know task 'Missing'" in results["skipped"]["mteb:Missing"]
+    assert results["average"] is None  # MTEB scores do not enter the STS average

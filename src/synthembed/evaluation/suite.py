@@ -37,15 +37,12 @@ def expand_task_names(tasks: Sequence[str] | str) -> list[str]:
             part = part.strip()
             if not part:
                 continue
-            key = part.lower() if not _is_prefixed(part) else part
+            lowered = part.lower()  # STS names and aliases are case-insensitive; folder names are not
+            key = lowered if lowered in STS_TASKS or lowered in ALIASES else part
             names.extend(ALIASES.get(key, (key,)))
     if not names:
         raise ValueError("no tasks requested")
     return list(dict.fromkeys(names))
-
-
-def _is_prefixed(name: str) -> bool:
-    return ":" in name
 
 
 def load_task(name: str, split: str, data_dir: Path | None) -> Task:
