@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", default="auto")
     parser.add_argument("--input", default=DEFAULT_INPUT)
     args = parser.parse_args()
@@ -53,7 +53,7 @@ def main() -> None:
     t_batch, tok_batch, text_batch = run(backend, reqs, args.batch_size)
     t_single, tok_single, text_single = run(backend, reqs, 1)
     same = sum(text_batch[k] == text_single[k] for k in text_batch)
-    print(f"SmolLM2-135M-Instruct, {len(reqs)} requests, max {args.max_new_tokens} new tokens, dtype {args.dtype}, "
+    print(f"SmolLM2-135M-Instruct, {len(reqs)} requests, max {args.max_new_tokens} new tokens, dtype {backend.dtype}, "
           f"torch threads {backend.threads or 'default'}, 1-min load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'mode':>14} {'seconds':>8} {'rows/s':>7} {'tokens/s':>9}")
     print(f"{'batch ' + str(args.batch_size):>14} {t_batch:>8.1f} {len(reqs) / t_batch:>7.2f} {tok_batch / t_batch:>9.1f}")

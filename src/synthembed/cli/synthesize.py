@@ -64,7 +64,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_backend: s
     group.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (openai)")
     group.add_argument("--max-retries", type=int, default=6, help="retries on timeouts, 429 and 5xx (openai)")
     group.add_argument("--batch-size", type=int, default=8, help="requests per forward batch (transformers)")
-    group.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16 (transformers)")
+    group.add_argument("--dtype", default="auto",
+                       help="auto (float32 on CPU), float32 or bfloat16 (transformers; bfloat16: ~3x faster prompts on CPUs "
+                       "with avx512_bf16, but outputs then depend slightly on batch composition)")
     group.add_argument("--device", default=None, help="torch device (transformers; default cpu, or cuda if present)")
     group.add_argument("--threads", default="auto",
                        help="torch CPU threads (transformers): a number, 'default', or 'auto' = 1 when the machine is oversubscribed")
