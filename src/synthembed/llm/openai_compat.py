@@ -114,11 +114,16 @@ class OpenAIBackend:
         source = iter(requests)
         main = loop.create_task(self._run(source, results))
         try:
-            while True:
-                item = loop.run_until_complete(results.get())
-                if item is _DONE:
-                    break
-                yield item
+            done = False
+            while not done:
+                ready = [loop.run_until_complete(results.get())]
+                while not results.empty():  # take everything that is ready: one loop run per burst
+                    ready.append(results.get_nowait())
+                for item in ready:
+                    if item is _DONE:
+                        done = True
+                        break
+                    yield item
             loop.run_until_complete(main)  # re-raises a BackendError from a worker
         finally:
             if not main.done():
