@@ -86,6 +86,7 @@ def test_draws_are_diverse_and_reproducible(pools):
         ("Sure, here is the rewritten sentence:", "meta_text"),
         ("Here's a paraphrase: the museum opens at nine.", "meta_text"),
         ("The museum opens at nine. This sentence keeps the original meaning.", "meta_text"),
+        ("The sentence doesn't contain any information about the museum.", "meta_text"),
         ("The museum opens at nine.\nIt opens at ten on Sundays.", "multi_sentence"),
         ("The museum opens at nine. On Sundays it opens at ten. Tickets are cheap.", "multi_sentence"),
         ("the museum opens at nine on weekdays, and at ten on sundays", "copy"),

@@ -34,6 +34,7 @@ _META = re.compile(
     r"the (?:rewritten|original|new|revised|paraphrased|modified) (?:sentence|version|text))\b"
     r"|\b(?:this (?:sentence|rewrite|version|revision|paraphrase) (?:is|keeps|maintains|preserves|changes|conveys|uses))"
     r"|\b(?:rewritten sentence|original sentence|in this (?:rewrite|sentence|version))\b"
+    r"|\bthe (?:original |given |above |following )?sentence (?:is|does|doesn't|did|has|contains|mentions|refers|says|states)\b"
     r"|\b(?:let me know|hope this helps|feel free)\b",
     re.IGNORECASE,
 )
