@@ -5,6 +5,10 @@ The reference reads corpus/queries/qrels with the csv module itself and embeds d
 the wall times and the ratio; exits 1 when nDCG@10 differs by more than 0.5 (x100).
 
     nice -n 5 .venv/bin/python benchmarks/bench_retrieval.py --data-dir ../shared/data --task scifact
+
+``--max-docs N`` runs both sides on a smaller corpus (every document judged in the split's qrels,
+then the first other documents in file order up to N in all), written to a temporary folder: the
+same comparison at a fraction of the cost, but not the published full-corpus figure.
 """
 
 from __future__ import annotations
@@ -23,6 +27,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def read_tsv(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def subset_folder(folder: Path, split: str, max_docs: int, out: Path) -> Path:
+    """Copy of a BEIR TSV folder whose corpus keeps the judged documents plus the first others, N in all."""
+    judged = {r["corpus-id"] for r in read_tsv(folder / f"qrels.{split}.tsv")}
+    lines = (folder / "corpus.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    kept = [row for row in rows if row.split("\t", 1)[0] in judged]
+    for row in rows:
+        if len(kept) >= max_docs:
+            break
+        if row.split("\t", 1)[0] not in judged:
+            kept.append(row)
+    target = out / "retrieval" / folder.name
+    target.mkdir(parents=True)
+    (target / "corpus.tsv").write_text(header + "".join(kept), encoding="utf-8")
+    for name in (f"queries.{split}.tsv", f"qrels.{split}.tsv"):
+        (target / name).write_text((folder / name).read_text(encoding="utf-8"), encoding="utf-8")
+    return out
 
 
 def reference_metrics(model, folder: Path, split: str, batch_size: int) -> dict[str, float]:
@@ -55,12 +78,18 @@ def main() -> int:
     parser.add_argument("--task", default="scifact")
     parser.add_argument("--split", default="test")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-docs", type=int, default=None, help="smaller corpus for a quicker comparison")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
     from synthembed.evaluation.suite import evaluate_model
     from synthembed.models.encoder import load_encoder
 
+    import tempfile
+
+    if args.max_docs is not None:
+        scratch = tempfile.mkdtemp(prefix="bench-retrieval-")
+        args.data_dir = subset_folder(args.data_dir / "retrieval" / args.task, args.split, args.max_docs, Path(scratch))
     model = load_encoder(args.model)
     model.encode(["warm up"] * 8)
     started = time.perf_counter()
