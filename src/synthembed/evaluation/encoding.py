@@ -7,9 +7,9 @@ shows up in the first batch rather than at the end of a long run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-import logging
 from typing import Any
 
 import numpy as np
