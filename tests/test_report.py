@@ -28,7 +28,7 @@ def test_report_tables_and_plots(tmp_path: Path, tiny_bert_dir: Path) -> None:
         for i in range(5)
     )
     chains = json.dumps({"id": "c0", "sentences": ["a b c", "a b d", "a e f", "g h i"]})
-    make_stage(run, "syn", "synthembed synthesize syncse --output x", {"records/part-00000.jsonl": records, "dropped/part-00000.jsonl": json.dumps({"id": "9", "reason": "parse_failure"}), "manifest.json": {"counts": {"kept": 5, "parse_error": 1}}})
+    make_stage(run, "syn", "synthembed synthesize syncse --output x", {"records/part-00000.jsonl": records, "dropped/part-00000.jsonl": json.dumps({"id": "9", "reason": "parse_failure"}), "manifest.json": {"counts": {"written": 5, "dropped": {"parse_failure": 1}}, "usage": {"prompt_tokens": 1200}}})
     make_stage(run, "ch", "synthembed synthesize chains --output y", {"data.jsonl": chains})
     make_stage(run, "before", "synthembed evaluate embedded", {"results.json": {"tasks": {"stsb": {"spearman": 80.0, "split": "dev", "n": 10}}, "average": 80.0}})
     make_stage(run, "fit", "synthembed train --output z", {"dev_curve.json": [{"step": 0, "dev_mean_spearman": 70.0}, {"step": 5, "dev_mean_spearman": 72.5}]})
@@ -38,7 +38,7 @@ def test_report_tables_and_plots(tmp_path: Path, tiny_bert_dir: Path) -> None:
     html_path = write_report(run)
     markdown = (run / "report.md").read_text()
     assert "| stsb (dev) | 80.00 | 81.25 |" in markdown
-    assert "kept: 5, parse_error: 1" in markdown
+    assert "| syn | 5 | parse_failure 1 | prompt tokens 1,200 |" in markdown
     page = html_path.read_text()
     assert page.count("<img") == 5  # scores, dev curve, triplet histogram, chain tau, chain similarity
     assert "Development-set curve" in page and "chain-order agreement" in page

@@ -70,13 +70,14 @@ def markdown_summary(contents: RunContents, table: dict[str, dict[str, float]]) 
             lines.append("| **average** | " + " | ".join(f"{a:.2f}" if isinstance(a, (int, float)) else "—" for a in averages) + " |")
         lines.append("")
     if contents.manifests:
-        lines += ["## Synthesis", "", "| stage | outcomes | tokens |", "|---|---|---|"]
+        lines += ["## Synthesis", "", "| stage | kept | dropped (by reason) | LLM usage |", "|---|---:|---|---|"]
         for stage, manifest in contents.manifests.items():
-            counts = manifest.get("counts") or manifest.get("outcomes") or {}
-            tokens = manifest.get("tokens") or manifest.get("token_usage") or {}
-            counts_text = ", ".join(f"{k}: {v}" for k, v in counts.items()) if isinstance(counts, dict) else str(counts)
-            tokens_text = ", ".join(f"{k}: {v}" for k, v in tokens.items()) if isinstance(tokens, dict) else str(tokens)
-            lines.append(f"| {stage} | {counts_text} | {tokens_text} |")
+            counts = manifest.get("counts", {})
+            dropped = counts.get("dropped", {})
+            dropped_text = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) if isinstance(dropped, dict) else str(dropped)
+            usage = manifest.get("usage", {})
+            usage_text = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in usage.items())
+            lines.append(f"| {stage} | {counts.get('written', '—')} | {dropped_text or 'none'} | {usage_text} |")
         lines.append("")
     lines += ["## Stages", "", "| stage | wall time (s) | command |", "|---|---:|---|"]
     for stage in contents.stages:
