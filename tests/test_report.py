@@ -30,14 +30,16 @@ def test_report_tables_and_plots(tmp_path: Path, tiny_bert_dir: Path) -> None:
     chains = json.dumps({"id": "c0", "sentences": ["a b c", "a b d", "a e f", "g h i"]})
     make_stage(run, "syn", "synthembed synthesize syncse --output x", {"records/part-00000.jsonl": records, "dropped/part-00000.jsonl": json.dumps({"id": "9", "reason": "parse_failure"}), "manifest.json": {"counts": {"written": 5, "dropped": {"parse_failure": 1}}, "usage": {"prompt_tokens": 1200}}})
     make_stage(run, "ch", "synthembed synthesize chains --output y", {"data.jsonl": chains})
-    make_stage(run, "before", "synthembed evaluate embedded", {"results.json": {"tasks": {"stsb": {"spearman": 80.0, "split": "dev", "n": 10}}, "average": 80.0}})
-    make_stage(run, "fit", "synthembed train --output z", {"dev_curve.json": [{"step": 0, "dev_mean_spearman": 70.0}, {"step": 5, "dev_mean_spearman": 72.5}]})
+    make_stage(run, "before", "synthembed evaluate embedded", {"results.json": {"model": "embedded", "tasks": {"stsb": {"spearman": 80.0, "split": "dev", "n": 10}}}})
+    make_stage(run, "fit", "synthembed train --output z", {"dev_curve.tsv": "step\tepoch\teval_dev_mean_spearman\n0\t0.0\t70.0\n5\t1.0\t72.5\n"})
     load_encoder(str(tiny_bert_dir)).save(str(run / "fit"))
-    make_stage(run, "after", "synthembed evaluate fit", {"results.json": {"tasks": {"stsb": {"spearman": 81.25, "split": "dev", "n": 10}}, "average": 81.25}})
+    make_stage(run, "after_test", "synthembed evaluate fit", {"results.json": {"model": str(run / "fit"), "tasks": {"stsb": {"spearman": 79.5, "split": "test", "n": 9}}}})
+    make_stage(run, "after", "synthembed evaluate fit", {"results.json": {"model": str(run / "fit"), "tasks": {"stsb": {"spearman": 81.25, "split": "dev", "n": 10}}}})
 
     html_path = write_report(run)
     markdown = (run / "report.md").read_text()
-    assert "| stsb (dev) | 80.00 | 81.25 |" in markdown
+    assert "| task | embedded | fit |" in markdown
+    assert "| stsb (dev) | 80.00 | 81.25 |" in markdown and "| stsb (test) | — | 79.50 |" in markdown
     assert "| syn | 5 | parse_failure 1 | prompt tokens 1,200 |" in markdown
     page = html_path.read_text()
     assert page.count("<img") == 5  # scores, dev curve, triplet histogram, chain tau, chain similarity

@@ -72,6 +72,11 @@ def collect_run(run_dir: str | Path) -> RunContents:
 
 def read_dev_curve(folder: Path) -> list[dict[str, float]]:
     """Dev-set points of a training run: dev_curve.json if written, else the trainer's log history."""
+    tsv = folder / "dev_curve.tsv"  # written by synthembed.training (step, epoch, eval_* columns)
+    if tsv.is_file():
+        rows = [line.split("\t") for line in tsv.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(rows) > 1:
+            return [{key: float(value) for key, value in zip(rows[0], row)} for row in rows[1:]]
     curve_file = folder / "dev_curve.json"
     if curve_file.is_file():
         data = json.loads(curve_file.read_text(encoding="utf-8"))

@@ -34,16 +34,23 @@ def task_label(task: str, result: dict[str, Any]) -> str:
     return f"{task} ({split})" if split else task
 
 
+def model_label(contents: RunContents, model: str) -> str:
+    """A short name for an evaluated model: the stage that wrote it, or the reference as given."""
+    path = Path(model)
+    if path.parent.resolve() == contents.run_dir.resolve():
+        return path.name
+    return model
+
+
 def score_table(contents: RunContents) -> dict[str, dict[str, float]]:
-    """evaluate stage -> {task (split): main score}."""
+    """evaluated model -> {task (split): main score}; several evaluate stages of one model merge."""
     table: dict[str, dict[str, float]] = {}
     for stage, results in contents.results.items():
-        row = {}
+        row = table.setdefault(model_label(contents, str(results.get("model", stage))), {})
         for task, result in results.get("tasks", {}).items():
             score = main_score(result)
             if score is not None:
                 row[task_label(task, result)] = score
-        table[stage] = row
     return table
 
 
@@ -65,9 +72,6 @@ def markdown_summary(contents: RunContents, table: dict[str, dict[str, float]]) 
         for task in tasks:
             cells = [f"{table[s][task]:.2f}" if task in table[s] else "—" for s in table]
             lines.append(f"| {task} | " + " | ".join(cells) + " |")
-        averages = [contents.results[s].get("average") for s in table]
-        if any(isinstance(a, (int, float)) for a in averages):
-            lines.append("| **average** | " + " | ".join(f"{a:.2f}" if isinstance(a, (int, float)) else "—" for a in averages) + " |")
         lines.append("")
     if contents.manifests:
         lines += ["## Synthesis", "", "| stage | kept | dropped (by reason) | LLM usage |", "|---|---:|---|---|"]
@@ -89,7 +93,7 @@ def markdown_summary(contents: RunContents, table: dict[str, dict[str, float]]) 
 def _figures(contents: RunContents, table: dict[str, dict[str, float]], model_path: Path | None) -> list[tuple[str, bytes]]:
     figures: list[tuple[str, bytes]] = []
     if table:
-        figures.append(("Scores by task and evaluation stage", plots.grouped_bars(table, "Per-task scores", "score")))
+        figures.append(("Scores by task and evaluation stage", plots.grouped_bars(table, "Per-task scores by model", "score")))
     curves = {}
     for stage, points in contents.dev_curves.items():
         metric = next((k for k in points[0] if k.endswith("mean_spearman")), None) or next(
