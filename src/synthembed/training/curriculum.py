@@ -255,12 +255,15 @@ def read_graded_records(path: str | Path) -> list[dict[str, Any]]:
     return [r for _, r in read_jsonl(path)]
 
 
-def train_graded(config: Any, spec: CurriculumSpec, *, dev: bool = True, model: Any = None) -> Path:
+def train_graded(
+    config: Any, spec: CurriculumSpec, *, dev: bool = True, model: Any = None, training_args: dict[str, Any] | None = None
+) -> Path:
     """MGH training (METHODS.md 3.2): InfoNCE on (query, positive, negative of the stage's level) with in-batch
     negatives, levels scheduled by `spec`, on the shared `fit` entry point.
 
     `config` is a `synthembed.config.TrainConfig` (``data`` = graded JSONL or synthesis folder); `model`
-    overrides the one `config` would build (e.g. a model with a non-default pooling option).
+    overrides the one `config` would build (e.g. a model with a non-default pooling option); `training_args`
+    go to `fit` (e.g. ``{"save_strategy": "no"}`` for short runs that need no resumable checkpoints).
     Returns the output model folder; ``train_config.yaml`` there records the curriculum.
     """
     import dataclasses
@@ -305,4 +308,5 @@ def train_graded(config: Any, spec: CurriculumSpec, *, dev: bool = True, model: 
         record=record,
         method=f"MGH: InfoNCE with graded hard negatives, order {spec.order} (METHODS.md 3.2)",
         data_description=f"{config.data} ({len(rows)} graded records)",
+        training_args=training_args,
     )
