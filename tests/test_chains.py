@@ -211,3 +211,21 @@ def test_left_padding_does_not_change_greedy_chain(tiny_lm):
     alone = generate_chain_batch(model, tokenizer, rows[:1], config, template)
     assert together[0]["sentences"] == alone[0]["sentences"]
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_interrupted_run_keeps_rows_and_tau_summary(tiny_llama_dir, tiny_bert_dir, tmp_path, monkeypatch):
+    """A time box (SIGINT) mid-run: rows done so far are on disk and the manifest has the tau summary."""
+    import synthembed.synthesis.chains as chains_mod
+
+    def stop_after_one(model, tokenizer, rows, config, store, **kw):
+        store.add({"id": rows[0].id, "sentences": [rows[0].text, "a", "b"], "meta": {"teacher_tau": 0.5}})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chains_mod, "generate_chains", stop_after_one)
+    out = tmp_path / "boxed"
+    with pytest.raises(KeyboardInterrupt):
+        chains_mod.run_chains(rows_from_texts(SEEDS), ChainConfig(rounds=2), out, model=str(tiny_llama_dir),
+                              teacher=str(tiny_bert_dir), progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["counts"]["written"] == 1
+    assert manifest["teacher_tau"]["count"] == 1 and manifest["teacher_tau"]["mean"] == 0.5

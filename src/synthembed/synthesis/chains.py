@@ -394,18 +394,23 @@ def run_chains(
     todo = sum(1 for r in row_list if r.id not in store.done_ids)
     bar = Progress(todo, enabled=progress, description="chains")
     started = time.monotonic()
+
+    def summary(new_tokens: int | None) -> dict[str, Any]:
+        wall = time.monotonic() - started
+        return {
+            "teacher_tau": tau_summary(_stored_taus(Path(output))) if teacher is not None else None,
+            "this_run": {"chains_to_do": todo, "new_tokens": new_tokens, "wall_s": round(wall, 2)},
+        }
+
     try:
         result = generate_chains(
             lm, tokenizer, row_list, config, store, template=template, teacher_similarities=scorer,
             token_budget=token_budget, progress=bar,
         )
+    except KeyboardInterrupt:  # a time box (timeout -s INT) or Ctrl-C: keep what is done, resumable
+        store.flush()
+        store.finish(complete=False, extra=summary(None))
+        raise
     finally:
         bar.close()
-        store.flush()
-    wall = time.monotonic() - started
-    extra = {
-        "teacher_tau": tau_summary(_stored_taus(Path(output))) if teacher is not None else None,
-        "this_run": {"chains": todo, "new_tokens": result["new_tokens"], "wall_s": round(wall, 2),
-                     "new_tokens_per_s": round(result["new_tokens"] / max(wall, 1e-9), 2)},
-    }
-    return store.finish(order=[r.id for r in row_list], complete=result["complete"], extra=extra)
+    return store.finish(order=[r.id for r in row_list], complete=result["complete"], extra=summary(result["new_tokens"]))
