@@ -140,3 +140,19 @@ def test_unreachable_server_is_a_counted_error():
     backend = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", max_retries=1, backoff_base=0.001, timeout=0.5)
     (gen,) = list(backend.generate([_req("a")]))
     assert not gen.ok and "connection error" in gen.error
+
+
+def test_fleet_spreads_requests_and_skips_a_dead_server():
+    """Several --base-url servers: per-server concurrency limits, and a server that fails is skipped."""
+    with LoopbackServer(delay=0.05) as first, LoopbackServer(delay=0.05) as second:
+        dead = "http://127.0.0.1:9/v1"  # nothing listens on the discard port: connection refused
+        backend = create_backend("openai", model="m", base_url=[first.base_url, dead, second.base_url],
+                                 concurrency=3, timeout=1.0, max_retries=4, backoff_base=0.001, cooldown=60.0)
+        out = _run(backend, [_req(f"r{i}") for i in range(40)])
+        assert all(g.ok for g in out.values()) and len(out) == 40
+        assert first.total > 5 and second.total > 5 and first.total + second.total == 40
+        assert max(first.max_in_flight, second.max_in_flight) <= 3
+        stats = backend.stats()
+        # after `down_after` failures in a row the server is skipped; attempts already in flight may add a few
+        assert stats[dead]["answered"] == 0
+        assert backend.down_after <= stats[dead]["failed_attempts"] < backend.down_after + 3

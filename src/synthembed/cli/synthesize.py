@@ -54,13 +54,15 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_backend: s
         default="embedded",
         help="model: server model name (openai), folder / hub id / .gguf / 'embedded' = packaged SmolLM2 (transformers, vllm)",
     )
-    group.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible server URL (openai)")
+    group.add_argument("--base-url", nargs="+", default=["http://127.0.0.1:8000/v1"], metavar="URL",
+                       help="OpenAI-compatible server URL(s) (openai); several spread the requests, "
+                       "--concurrency each, skipping a server that keeps failing")
     group.add_argument(
         "--api-key-env",
         default="OPENAI_API_KEY",
         help="name of the environment variable holding the API key (openai; the key is never logged)",
     )
-    group.add_argument("--concurrency", type=int, default=16, help="requests in flight (openai)")
+    group.add_argument("--concurrency", type=int, default=16, help="requests in flight per server (openai)")
     group.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (openai)")
     group.add_argument("--max-retries", type=int, default=6, help="retries on timeouts, 429 and 5xx (openai)")
     group.add_argument("--batch-size", type=int, default=8, help="requests per forward batch (transformers)")

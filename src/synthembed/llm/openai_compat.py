@@ -11,6 +11,12 @@ Other 4xx are not retried: 400/413/422 fail that request with an error naming it
 (bad key, no such model or endpoint) would fail every request, so they raise `BackendError` and stop
 the run. The API key is read from the environment variable named by ``api_key_env`` and never
 appears in logs, errors or ``repr``.
+
+A fleet: ``base_url`` may be a list of servers (e.g. several vLLM replicas). ``concurrency`` then
+applies to each server; every attempt goes to the healthy server with the most free slots, so load
+spreads by speed. A server that fails ``down_after`` attempts in a row (timeouts, connection errors,
+5xx) is skipped for ``cooldown`` seconds and its requests move to the others without waiting; a 429
+with ``Retry-After`` rests only that server. With one server this is the plain single-server client.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from synthembed.llm.base import BackendError, ChatRequest, Generation, truncate_at_stop
@@ -54,9 +60,30 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, wait: float | None = None) -> None:
+    def __init__(self, message: str, wait: float | None = None, *, rate_limited: bool = False) -> None:
         super().__init__(message)
         self.wait = wait
+        self.rate_limited = rate_limited
+
+
+class _Server:
+    """One server of the fleet: its URL, its in-flight limit and its health."""
+
+    def __init__(self, url: str, concurrency: int) -> None:
+        self.url = url.rstrip("/")
+        self.concurrency = concurrency
+        self.in_flight = 0
+        self.failures = 0  # consecutive failed attempts
+        self.down_until = 0.0  # monotonic time before which the server is skipped
+        self.clients: list[Any] = []
+        self.next_client = 0
+
+    def free(self) -> int:
+        return self.concurrency - self.in_flight
+
+    def client(self) -> Any:
+        self.next_client = (self.next_client + 1) % len(self.clients)
+        return self.clients[self.next_client]
 
 
 class OpenAIBackend:
@@ -69,7 +96,7 @@ class OpenAIBackend:
         self,
         model: str,
         *,
-        base_url: str = "http://127.0.0.1:8000/v1",
+        base_url: str | Sequence[str] = "http://127.0.0.1:8000/v1",
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 16,
         timeout: float = 120.0,
@@ -77,6 +104,8 @@ class OpenAIBackend:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         extra_body: dict[str, Any] | None = None,
+        down_after: int = 3,
+        cooldown: float = 30.0,
         **_ignored: object,
     ) -> None:
         try:
@@ -85,8 +114,14 @@ class OpenAIBackend:
             raise BackendError("the openai backend needs httpx: pip install 'synthembed[openai]'") from None
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("base_url: give at least one server")
         self.model = model
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = [u.rstrip("/") for u in urls]
+        self.base_url = ", ".join(self.base_urls)
+        self.down_after = down_after
+        self.cooldown = cooldown
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None  # optional: local servers need none
         self.concurrency = concurrency
@@ -96,10 +131,15 @@ class OpenAIBackend:
         self.backoff_max = backoff_max
         self.extra_body = dict(extra_body or {})
         self.retries = 0  # total retries done, for tests and summaries
+        self._server_stats: dict[str, dict[str, int]] = {u: {"answered": 0, "failed_attempts": 0} for u in self.base_urls}
         self.sleep = asyncio.sleep  # replaceable in tests to observe the delays
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.concurrency})"
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per-server counts of answered requests (for summaries and tests)."""
+        return {url: dict(counts) for url, counts in self._server_stats.items()}
 
     # ---------------------------------------------------------------- sync facade
     def generate(self, requests: Iterable[ChatRequest]) -> Iterator[Generation]:
@@ -143,23 +183,24 @@ class OpenAIBackend:
         # of 64 costs ~4x more CPU per request than several small ones. Measured at concurrency 64
         # against the 200 ms loopback server (load ~12 on 2 CPUs): pools of 1/2/4/8/16 connections gave
         # 114-121/153-157/165-171/139-159/102 rows/s, one pool of 64 about 34 rows/s.
-        n_pools = -(-self.concurrency // self.POOL_SIZE)
+        servers = [_Server(url, self.concurrency) for url in self.base_urls]
+        self._slot_freed = asyncio.Condition()
         try:
             async with contextlib.AsyncExitStack() as stack:
-                clients = []
-                for i in range(n_pools):
-                    size = min(self.POOL_SIZE, self.concurrency - i * self.POOL_SIZE)
-                    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-                    clients.append(await stack.enter_async_context(
-                        httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout, limits=limits)
-                    ))
+                for server in servers:
+                    for i in range(-(-self.concurrency // self.POOL_SIZE)):
+                        size = min(self.POOL_SIZE, self.concurrency - i * self.POOL_SIZE)
+                        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+                        server.clients.append(await stack.enter_async_context(
+                            httpx.AsyncClient(base_url=server.url, headers=headers, timeout=self.timeout, limits=limits)
+                        ))
 
-                async def worker(client: Any) -> None:
+                async def worker() -> None:
                     # the source is a plain iterator pulled in this one thread: no lock needed
                     while (request := next(source, None)) is not None:
-                        await results.put(await self._complete(client, request))
+                        await results.put(await self._complete(servers, request))
 
-                workers = [asyncio.create_task(worker(clients[i // self.POOL_SIZE])) for i in range(self.concurrency)]
+                workers = [asyncio.create_task(worker()) for _ in range(self.concurrency * len(servers))]
                 try:
                     await asyncio.gather(*workers)
                 except BaseException:
@@ -169,6 +210,40 @@ class OpenAIBackend:
                     raise
         finally:
             await results.put(_DONE)
+
+    async def _acquire(self, servers: list[_Server]) -> _Server:
+        """Take a slot on the healthy server with the most free slots (waiting for one if all are busy)."""
+        async with self._slot_freed:
+            while True:
+                now = time.monotonic()
+                healthy = [s for s in servers if s.down_until <= now and s.free() > 0]
+                if healthy:
+                    server = max(healthy, key=_Server.free)
+                    server.in_flight += 1
+                    return server
+                if all(s.down_until > now for s in servers):  # all resting: wait for the first to come back
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._slot_freed.wait(), min(s.down_until for s in servers) - now)
+                else:
+                    await self._slot_freed.wait()
+
+    async def _release(self, server: _Server, *, failed: bool, rest: float | None = None) -> None:
+        """Give the slot back and update the server's health."""
+        async with self._slot_freed:
+            server.in_flight -= 1
+            if failed:
+                server.failures += 1
+                self._server_stats[server.url]["failed_attempts"] += 1
+                if server.failures >= self.down_after and len(self.base_urls) > 1:
+                    server.down_until = time.monotonic() + self.cooldown
+                    logger.warning("server %s failed %d times in a row; skipped for %.0f s",
+                                   server.url, server.failures, self.cooldown)
+            else:
+                server.failures = 0
+                self._server_stats[server.url]["answered"] += 1
+            if rest:
+                server.down_until = max(server.down_until, time.monotonic() + rest)
+            self._slot_freed.notify_all()
 
     def payload(self, request: ChatRequest) -> dict[str, Any]:
         """The JSON body sent for a request."""
@@ -193,39 +268,55 @@ class OpenAIBackend:
         """Seconds before retry number `attempt` (0-based): exponential, capped, jittered."""
         return min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.5)
 
-    async def _complete(self, client: Any, request: ChatRequest) -> Generation:
+    async def _complete(self, servers: list[_Server], request: ChatRequest) -> Generation:
         import httpx
 
         body = self.payload(request)
         last_error = ""
         for attempt in range(self.max_retries + 1):
+            server = await self._acquire(servers)
             try:
-                response = await client.post("/chat/completions", json=body)
-                return self._parse_response(request, response)
+                response = await server.client().post("/chat/completions", json=body)
+                generation = self._parse_response(request, response, server.url)
             except _Retryable as exc:
-                last_error, wait = str(exc), exc.wait
+                last_error, wait = f"{exc} from {server.url}", exc.wait
+                await self._release(server, failed=not exc.rate_limited, rest=wait if exc.rate_limited else None)
             except httpx.TimeoutException as exc:
-                last_error, wait = f"timeout after {self.timeout:g} s ({type(exc).__name__})", None
+                last_error, wait = f"timeout after {self.timeout:g} s from {server.url} ({type(exc).__name__})", None
+                await self._release(server, failed=True)
             except httpx.TransportError as exc:
-                last_error, wait = f"connection error ({type(exc).__name__}: {exc})", None
+                last_error, wait = f"connection error to {server.url} ({type(exc).__name__}: {exc})", None
+                await self._release(server, failed=True)
+            except BaseException:
+                await self._release(server, failed=False)
+                raise
+            else:
+                await self._release(server, failed=False)
+                return generation
             if attempt == self.max_retries:
                 break
-            delay = wait if wait is not None else self.backoff(attempt)
             self.retries += 1
+            now = time.monotonic()
+            if any(s is not server and s.down_until <= now for s in servers):
+                delay = 0.0  # another server can take it at once
+            else:
+                delay = wait if wait is not None else self.backoff(attempt)
             logger.debug("request %s: %s; retry %d in %.2f s", request.id, last_error, attempt + 1, delay)
-            await self.sleep(delay)
+            if delay:
+                await self.sleep(delay)
         return Generation(request.id, None, f"request {request.id}: {last_error} (gave up after "
                           f"{self.max_retries} retries)", finish_reason="error")
 
-    def _parse_response(self, request: ChatRequest, response: Any) -> Generation:
+    def _parse_response(self, request: ChatRequest, response: Any, url: str) -> Generation:
         status = response.status_code
         if status == 429:
-            raise _Retryable("HTTP 429 rate limited", retry_after_seconds(response.headers.get("retry-after")))
+            raise _Retryable("HTTP 429 rate limited", retry_after_seconds(response.headers.get("retry-after")),
+                             rate_limited=True)
         if status >= 500:
             raise _Retryable(f"HTTP {status} server error", retry_after_seconds(response.headers.get("retry-after")))
         if status in _FATAL_STATUS:
             raise BackendError(
-                f"request {request.id}: HTTP {status} from {self.base_url}/chat/completions for model "
+                f"request {request.id}: HTTP {status} from {url}/chat/completions for model "
                 f"{self.model!r}: {_snippet(response.text)} (check --base-url, --model and ${self.api_key_env})"
             )
         if status >= 400:
