@@ -101,7 +101,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from synthembed.models.encoder import load_encoder
     from synthembed.training.data import load_training_rows
-    from synthembed.training.modality import pin_text_modality
+    from synthembed.models.modality import pin_text_modality
 
     rows = load_training_rows(args.data, "premise", "entailment", "contradiction",
                               limit=args.steps * args.batch_size)

@@ -22,10 +22,11 @@ def run(args: argparse.Namespace) -> int:
     from synthembed.pipeline.config import load_pipeline_config
     from synthembed.pipeline.estimate import print_plan
     from synthembed.pipeline.execute import run_pipeline
-    from synthembed.pipeline.plan import build_plan
+    from synthembed.pipeline.plan import build_plan, validate_plan
 
     overrides = {"output_dir": str(args.output_dir)} if args.output_dir else None
     config = load_pipeline_config(args.config, overrides)
+    validate_plan(build_plan(config))
     if args.dry_run:
         print_plan(config, build_plan(config))
         return 0

@@ -110,3 +110,25 @@ def build_plan(config: PipelineConfig) -> list[PlannedStage]:
         outputs[stage.name] = output
         hashes[stage.name] = digest
     return plan
+
+
+def validate_plan(plan: list[PlannedStage]) -> None:
+    """Parse every stage's command line with the real CLI parser, so a misspelt flag fails before anything runs."""
+    import contextlib
+    import io
+
+    from synthembed.cli import build_parser
+    from synthembed.pipeline.config import PipelineConfigError
+
+    parser = build_parser()
+    for stage in plan:
+        errors = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(errors):
+                parser.parse_args(stage.argv)
+        except SystemExit:
+            message = errors.getvalue().strip().splitlines()
+            raise PipelineConfigError(
+                f"stage {stage.config.name!r}: {message[-1] if message else 'invalid arguments'} "
+                f"(command: {stage.command_line})"
+            ) from None

@@ -152,7 +152,7 @@ def refine(config: RefineConfig) -> dict[str, Any]:
     from synthembed.evaluation.dev import DevSTSEvaluator
     from synthembed.losses.listmle import ChainRankingLoss
     from synthembed.models.encoder import load_encoder
-    from synthembed.training.modality import pin_text_modality
+    from synthembed.models.modality import pin_text_modality
     from synthembed.training.trainer import FitSettings, fit
 
     started = time.monotonic()

@@ -24,10 +24,10 @@ def build_model(config: TrainConfig) -> Any:
 
     from synthembed.models.encoder import load_encoder
     from synthembed.models.pooling import build_pooling
-    from synthembed.training.modality import pin_text_modality
+    from synthembed.models.modality import pin_text_modality
 
     model = load_encoder(config.model, pooling=config.pooling, max_length=config.max_length)
-    pin_text_modality(model)  # plain sentences, not chat messages (see synthembed.training.modality)
+    pin_text_modality(model)  # plain sentences, not chat messages (see synthembed.models.modality)
     if config.pooling == "cls_mlp" and config.mlp_train_only:
         modules = list(model)
         index = next(i for i, m in enumerate(modules) if getattr(m, "pooling_name", None) == "cls_mlp")
