@@ -19,7 +19,7 @@ import torch
 
 import synthembed.models.ata  # noqa: F401  (registers "ata")
 from synthembed.models.encoder import load_encoder
-from synthembed.training.modality import pin_text_modality
+from synthembed.models.modality import pin_text_modality
 
 DATA = Path(os.environ.get("SYNTHEMBED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

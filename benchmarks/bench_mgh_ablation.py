@@ -154,7 +154,7 @@ def spearman(model: Any, sample: tuple[list[str], list[str], np.ndarray]) -> flo
 
 def base_model(pooling: str, max_length: int) -> Any:
     from synthembed.models.encoder import load_encoder
-    from synthembed.training.modality import pin_text_modality
+    from synthembed.models.modality import pin_text_modality
 
     model = load_encoder("embedded-llm", pooling=pooling, max_length=max_length)
     pin_text_modality(model)

@@ -141,3 +141,5 @@ class LastTokenPooling(_PoolingBase):
         positions = torch.arange(seq_len, device=mask.device).unsqueeze(0)  # (1, seq)
         last = torch.where(mask > 0, positions, -1).max(dim=1).values.clamp(min=0)  # (batch,)
         return token_embeddings[torch.arange(token_embeddings.shape[0]), last]  # (batch, dim)
+
+from synthembed.models import ata as _ata  # noqa: E402,F401  (registers "ata"; imported last: it subclasses _PoolingBase)
