@@ -113,3 +113,23 @@ def test_bad_configs_are_clear_errors(tmp_path: Path, edit, message: str) -> Non
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineConfigError, match="not found"):
         load_pipeline_config(tmp_path / "absent.yaml")
+
+
+def test_misspelt_flag_fails_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synthembed.cli import main
+
+    calls: list[list[str]] = []
+    path = write_config(tmp_path, CONFIG.replace("epochs: 1", "epochz: 1").replace(", no_eval: true, skip_me: false", ""))
+    monkeypatch.setattr("synthembed.pipeline.execute.run_stage", lambda stage: calls.append(stage.argv) or 0.0)
+    assert main(["run", str(path), "--dry-run"]) == 2
+    assert main(["run", str(path)]) == 2
+    assert calls == []
+
+
+def test_shipped_configs_parse() -> None:
+    from synthembed.pipeline.plan import validate_plan
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs, "configs/ is empty"
+    for path in configs:
+        validate_plan(build_plan(load_pipeline_config(path)))

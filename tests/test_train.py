@@ -101,7 +101,7 @@ def test_csv_and_hf_dataset_folder(tmp_path: Path) -> None:
 
 
 def test_wrong_columns_name_the_file(tmp_path: Path) -> None:
-    path = _write_jsonl(tmp_path / "bad.jsonl", [{"query": "a", "doc": "b"}])
+    path = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "a", "doc": "b"}])
     with pytest.raises(DataError, match=r"bad\.jsonl.*missing column\(s\) \['anchor', 'positive', 'negative'\]"):
         load_training_rows(path)
     tsv = tmp_path / "bad.tsv"

@@ -25,7 +25,9 @@ C = TypeVar("C")
 class TrainConfig:
     """Everything `synthembed train` needs (METHODS.md §1.4 defaults where the paper gives them)."""
 
-    data: str = ""  # triplet/pair file (JSONL records, TSV, CSV, JSONL) or a HF dataset name / folder
+    data: str | tuple[str, ...] = ""  # triplet/pair/graded file(s), synthesis folder(s) or a HF dataset; several are concatenated
+    curriculum: str | None = None  # graded records only: curriculum | reverse | random | single:N (METHODS.md 3.2)
+    stage_fractions: tuple[float, ...] | None = None  # curriculum stage lengths (one per stage; default equal)
     output: str = ""  # the model folder to write
     model: str = "embedded"  # any reference load_encoder accepts
     pooling: str | None = None  # registry name; None keeps the model's pooling (mean for plain backbones)
@@ -73,10 +75,17 @@ class TrainConfig:
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "precision must be auto, fp32, bf16 or fp16"),
             (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1"),
+            (self.curriculum is None or isinstance(self.data, str) or len(self.data) == 1,
+             "a curriculum trains on one graded data source; give one --data"),
         ]
         for ok, message in checks:
             if not ok:
                 raise SynthEmbedError(message)
+
+    @property
+    def data_sources(self) -> list[str]:
+        """`data` as a list (one or several sources)."""
+        return [self.data] if isinstance(self.data, str) else list(self.data)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe values (tuples as lists)."""
@@ -121,7 +130,7 @@ def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
             raise SynthEmbedError(f"{source}: {key}: expected an integer, got {value!r}")
         return converted
     if annotation is str:
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list, tuple)):
             raise SynthEmbedError(f"{source}: {key}: expected a string, got {value!r}")
         return str(value)
     return value

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a sentence-embedding model with the supervised SimCSE / SynCSE objective.",
     )
     parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the keys below")
-    parser.add_argument("--data", default=None, help="JSONL records, TSV/CSV/JSONL with named columns, or a HF dataset")
+    parser.add_argument("--data", nargs="+", default=None,
+                        help="JSONL records, a synthesis output folder, TSV/CSV/JSONL with named columns, or a HF "
+                        "dataset; several sources are concatenated (e.g. SynCSE triplets + graded negatives)")
     parser.add_argument("--output", default=None, help="model folder to write (resumes if it holds checkpoints)")
     parser.add_argument("--model", default=None, help="backbone for load_encoder (default: embedded)")
     parser.add_argument("--pooling", default=None, help="pooling registry name (e.g. cls_mlp, mean)")
@@ -40,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mlm-weight", type=float, default=None, help="auxiliary MLM weight (encoders; 0 = off)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--curriculum", default=None, metavar="ORDER",
+                        help="graded (MGH) records: train in stages by negative level: curriculum (4->1), reverse, "
+                        "random (levels mixed) or single:N")
+    parser.add_argument("--stage-fractions", default=None, help="curriculum stage lengths, e.g. 1,1,1,2 (default equal)")
     parser.add_argument("--eval-steps", type=int, default=None, help="dev evaluation every N steps")
     parser.add_argument("--no-dev", action="store_true", help="train without dev evaluation / model selection")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in the output folder")
@@ -53,8 +59,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         "data", "output", "model", "pooling", "mlp_train_only", "anchor_column", "positive_column",
         "dataset_split", "limit", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
         "temperature", "hard_negative_weight", "mlm_weight", "precision", "seed", "eval_steps",
+        "curriculum", "stage_fractions",
     )
     values: dict[str, object] = {key: getattr(args, key) for key in keys}
+    if isinstance(values["data"], list):
+        values["data"] = values["data"][0] if len(values["data"]) == 1 else tuple(values["data"])
     if args.negative_column is not None:
         values["negative_column"] = None if args.negative_column.lower() in ("none", "null", "") else args.negative_column
     if args.no_resume:
@@ -74,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(TrainConfig, args.config, {k: v for k, v in overrides.items() if v is not None})
     if negative_given and overrides["negative_column"] is None:
         config = build_config(TrainConfig, {**config.to_dict(), "negative_column": None}, "command line")
-    output = train_from_config(config, dev=not args.no_dev)
+    if config.curriculum is not None:
+        from synthembed.training.curriculum import CurriculumSpec, train_graded
+
+        spec = CurriculumSpec(order=config.curriculum, stage_fractions=config.stage_fractions, seed=config.seed)
+        output = train_graded(config, spec, dev=not args.no_dev)
+    else:
+        output = train_from_config(config, dev=not args.no_dev)
     print(f"wrote {output}")
     return 0

@@ -275,8 +275,9 @@ def train_graded(
     from synthembed.training.trainer import FitSettings, fit
 
     config.validate()
-    records = read_graded_records(config.data)
-    rows = graded_rows(records, spec.levels, source=str(config.data))
+    (data,) = config.data_sources
+    records = read_graded_records(data)
+    rows = graded_rows(records, spec.levels, source=str(data))
     if config.limit is not None:
         rows = GradedRows(rows.queries[: config.limit], rows.positives[: config.limit],
                           rows.negatives[: config.limit], rows.skipped)
@@ -307,6 +308,6 @@ def train_graded(
         batch_sampler=sampler.batch_sampler_factory(),
         record=record,
         method=f"MGH: InfoNCE with graded hard negatives, order {spec.order} (METHODS.md 3.2)",
-        data_description=f"{config.data} ({len(rows)} graded records)",
+        data_description=f"{data} ({len(rows)} graded records)",
         training_args=training_args,
     )

@@ -54,9 +54,17 @@ def _text(value: Any) -> str | None:
 
 
 def _negatives(value: Any) -> list[str] | None:
-    """The negative field as a list of non-empty strings (a string or a list of strings); None if unusable."""
+    """The negative field as a list of non-empty strings; None if unusable.
+
+    Accepts a string, a list of strings, or graded negatives ``[{"level": 1, "text": ...}, ...]``
+    (ordered hardest first, by level).
+    """
     if isinstance(value, str):
         return [value.strip()] if value.strip() else None
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        if not all(isinstance(v.get("level"), int) for v in value):
+            return None
+        value = [v.get("text") for v in sorted(value, key=lambda v: v["level"])]
     if isinstance(value, (list, tuple)):
         texts = [_text(v) for v in value]
         if texts and all(t is not None for t in texts):
@@ -75,8 +83,13 @@ def rows_from_records(
     """Turn (line, record) pairs into training columns; see the module docstring for the rules."""
     if records:
         line, first = records[0]
-        wanted = [c for c in (anchor, positive, negative) if c is not None]
         present = set().union(*(set(r) for _, r in records[:1000]))
+        # graded (MGH) records name their fields query / negatives: train on them as they are
+        if anchor == "anchor" and "anchor" not in present and "query" in present:
+            anchor = "query"
+        if negative == "negative" and "negative" not in present and "negatives" in present:
+            negative = "negatives"
+        wanted = [c for c in (anchor, positive, negative) if c is not None]
         missing = [c for c in wanted if c not in present]
         if missing:
             raise DataError(
@@ -126,14 +139,36 @@ def load_training_rows(
     split: str = "train",
     limit: int | None = None,
 ) -> LoadedRows:
-    """Load training rows from a file path or a Hugging Face dataset reference."""
+    """Load training rows from a file path, a synthesis output folder, or a Hugging Face dataset reference."""
     path = Path(data).expanduser()
+    if path.is_dir() and ((path / "records.jsonl").is_file() or (path / "records").is_dir()):
+        from synthembed.synthesis.records import iter_records
+
+        merged = path / "records.jsonl"
+        records = read_records(merged) if merged.is_file() else list(enumerate(iter_records(path), start=1))
+        return rows_from_records(records, str(path), anchor, positive, negative, limit)
     if path.is_file() or path.suffix.lower() in FILE_SUFFIXES:
         wanted = [c for c in (anchor, positive, negative) if c is not None]
         required = wanted if path.suffix.lower() in (".tsv", ".csv", ".txt") else ()
         records = read_records(path, required)
         return rows_from_records(records, str(path), anchor, positive, negative, limit)
     return _rows_from_hf(str(data), split, anchor, positive, negative, limit)
+
+
+def concatenate_rows(parts: list[LoadedRows]) -> LoadedRows:
+    """Several sources as one training set; every row keeps the fewest negatives any source has (counted)."""
+    if len(parts) == 1:
+        return parts[0]
+    k = min(len(part.columns) - 2 for part in parts)
+    columns: dict[str, list[str]] = {"anchor": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(k)}}
+    skipped: Counter = Counter()
+    for part in parts:
+        for name in columns:
+            columns[name].extend(part.columns[name])
+        skipped.update(part.skipped)
+        if len(part.columns) - 2 > k:
+            skipped[f"{part.source}: negatives beyond the first {k} dropped to match the other sources (rows)"] += len(part)
+    return LoadedRows(columns=columns, source=" + ".join(part.source for part in parts), skipped=skipped)
 
 
 def _rows_from_hf(

@@ -60,18 +60,21 @@ def train_from_config(config: TrainConfig, *, dev: bool = True) -> Path:
     from transformers import set_seed
 
     from synthembed.losses.infonce import InfoNCELoss
-    from synthembed.training.data import load_training_rows
+    from synthembed.training.data import concatenate_rows, load_training_rows
     from synthembed.training.trainer import FitSettings, fit
 
     config.validate()
-    rows = load_training_rows(
-        config.data,
-        config.anchor_column,
-        config.positive_column,
-        config.negative_column,
-        split=config.dataset_split,
-        limit=config.limit,
-    )
+    rows = concatenate_rows([
+        load_training_rows(
+            source,
+            config.anchor_column,
+            config.positive_column,
+            config.negative_column,
+            split=config.dataset_split,
+            limit=config.limit,
+        )
+        for source in config.data_sources
+    ])
     n_negatives = len(rows.columns) - 2
     logger.warning("training rows: %d from %s (%d negative(s) per row)", len(rows), rows.source, n_negatives)
     evaluator = build_evaluator(config) if dev else None
