@@ -41,21 +41,39 @@ def _loss_and_grads(encoder: nn.Module, columns: list[torch.Tensor], loss: InfoN
 
 
 def _worker(rank: int, port: int, out_dir: str, hard_negative_weight: float, gather: bool) -> None:
+    """Run one rank, then leave with os._exit once both ranks have saved their results.
+
+    Tearing down a DDP reducer and its gloo group in the normal way can deadlock (the group's destructor
+    joins a worker thread that waits for the GIL held by the destructor), which hung a full test run.
+    """
+    import traceback
+
+    try:
+        _rank_body(rank, port, out_dir, hard_negative_weight, gather)
+        torch.distributed.barrier()
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+def _rank_body(rank: int, port: int, out_dir: str, hard_negative_weight: float, gather: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        torch.set_num_threads(1)
-        model = nn.parallel.DistributedDataParallel(_encoder())
-        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
-        local = [column[rows] for column in _global_batch()]
-        loss = InfoNCELoss(nn.Identity(), hard_negative_weight=hard_negative_weight, gather_across_devices=gather)
-        value = _loss_and_grads(model, local, loss).detach()
-        torch.distributed.all_reduce(value)  # what the trainer logs: the mean over processes
-        value /= WORLD
-        grads = [p.grad.clone() for p in model.module.parameters()]  # already averaged by DDP
-        torch.save({"loss": value, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        torch.distributed.destroy_process_group()
+    torch.set_num_threads(1)
+    model = nn.parallel.DistributedDataParallel(_encoder())
+    rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    local = [column[rows] for column in _global_batch()]
+    loss = InfoNCELoss(nn.Identity(), hard_negative_weight=hard_negative_weight, gather_across_devices=gather)
+    value = _loss_and_grads(model, local, loss).detach()
+    torch.distributed.all_reduce(value)  # what the trainer logs: the mean over processes
+    value /= WORLD
+    grads = [p.grad.clone() for p in model.module.parameters()]  # already averaged by DDP
+    torch.save({"loss": value, "grads": grads}, Path(out_dir) / f"rank{rank}.pt")
+    _keep_alive.append(model)  # freed by os._exit, never by a destructor (see _worker)
+
+
+_keep_alive: list[nn.Module] = []
 
 
 def _free_port() -> int:
