@@ -29,7 +29,7 @@ def test_report_tables_and_plots(tmp_path: Path, tiny_bert_dir: Path) -> None:
     )
     chains = json.dumps({"id": "c0", "sentences": ["a b c", "a b d", "a e f", "g h i"]})
     make_stage(run, "syn", "synthembed synthesize syncse --output x", {"records/part-00000.jsonl": records, "dropped/part-00000.jsonl": json.dumps({"id": "9", "reason": "parse_failure"}), "manifest.json": {"counts": {"written": 5, "dropped": {"parse_failure": 1}}, "usage": {"prompt_tokens": 1200}}})
-    make_stage(run, "ch", "synthembed synthesize chains --output y", {"data.jsonl": chains})
+    make_stage(run, "ch", "synthembed synthesize chains --output y", {"records.jsonl": chains})
     make_stage(run, "before", "synthembed evaluate embedded", {"results.json": {"model": "embedded", "tasks": {"stsb": {"spearman": 80.0, "split": "dev", "n": 10}}}})
     make_stage(run, "fit", "synthembed train --output z", {"dev_curve.tsv": "step\tepoch\teval_dev_mean_spearman\n0\t0.0\t70.0\n5\t1.0\t72.5\n"})
     load_encoder(str(tiny_bert_dir)).save(str(run / "fit"))

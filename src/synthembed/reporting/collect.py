@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from synthembed.pipeline.plan import MARKER
+from synthembed.synthesis.records import record_files
 
 
 @dataclass
@@ -93,25 +94,10 @@ def read_dev_curve(folder: Path) -> list[dict[str, float]]:
     return points
 
 
-def _record_files(folder: Path) -> list[Path]:
-    """The files holding a synthesis stage's kept records (see synthembed.synthesis.records for the layout)."""
-    merged = folder / "records.jsonl"
-    if merged.is_file():
-        return [merged]
-    shards = sorted((folder / "records").glob("part-*.jsonl"))
-    if shards:
-        return shards
-    return [
-        path
-        for path in sorted(folder.glob("**/*.jsonl"))
-        if not any(part.startswith(("dropped", "failures", ".")) for part in path.relative_to(folder).parts)
-    ]
-
-
 def read_records(folder: Path, limit: int | None = None) -> list[dict[str, Any]]:
     """Synthesized records of a stage (kept records only, never the dropped ones)."""
     records: list[dict[str, Any]] = []
-    for path in _record_files(folder):
+    for path in record_files(folder):
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 line = line.strip()

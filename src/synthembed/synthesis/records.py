@@ -40,7 +40,7 @@ from typing import Any
 from synthembed.errors import DataError, SynthEmbedError
 from synthembed.io.atomic import atomic_write_json, atomic_write_text
 
-__all__ = ["RecordStore", "iter_records", "read_manifest"]
+__all__ = ["RecordStore", "iter_records", "read_manifest", "record_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
                 raise DataError(path, f"corrupt shard line ({exc.msg}); shards are written atomically, "
                                 "so this file was edited or damaged outside SynthEmbed", number) from None
             yield obj
+
+
+def record_files(out_dir: str | Path) -> list[Path]:
+    """The files holding a folder's kept records: the merged records.jsonl of a complete run, else its shards."""
+    merged = Path(out_dir) / MERGED
+    return [merged] if merged.is_file() else _shards(Path(out_dir) / "records")
 
 
 def iter_records(out_dir: str | Path) -> Iterator[dict[str, Any]]:

@@ -244,12 +244,11 @@ class SamplerFactory:
 def read_graded_records(path: str | Path) -> list[dict[str, Any]]:
     """Graded records from a JSONL file or a synthesis output folder (its records.jsonl / shards)."""
     from synthembed.io.tables import read_jsonl
-    from synthembed.synthesis.records import iter_records
+    from synthembed.synthesis.records import record_files
 
     path = Path(path)
     if path.is_dir():
-        merged = path / "records.jsonl"
-        return [r for _, r in read_jsonl(merged)] if merged.is_file() else list(iter_records(path))
+        return [r for file in record_files(path) for _, r in read_jsonl(file)]
     if not path.is_file():
         raise DataError(path, "graded training data not found")
     return [r for _, r in read_jsonl(path)]

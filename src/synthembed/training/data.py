@@ -23,6 +23,7 @@ from typing import Any
 
 from synthembed.errors import DataError
 from synthembed.io.tables import read_records
+from synthembed.synthesis.records import record_files
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +143,7 @@ def load_training_rows(
     """Load training rows from a file path, a synthesis output folder, or a Hugging Face dataset reference."""
     path = Path(data).expanduser()
     if path.is_dir() and ((path / "records.jsonl").is_file() or (path / "records").is_dir()):
-        from synthembed.synthesis.records import iter_records
-
-        merged = path / "records.jsonl"
-        records = read_records(merged) if merged.is_file() else list(enumerate(iter_records(path), start=1))
+        records = [pair for file in record_files(path) for pair in read_records(file)]
         return rows_from_records(records, str(path), anchor, positive, negative, limit)
     if path.is_file() or path.suffix.lower() in FILE_SUFFIXES:
         wanted = [c for c in (anchor, positive, negative) if c is not None]

@@ -25,6 +25,7 @@ from typing import Any
 
 from synthembed.errors import DataError, SynthEmbedError
 from synthembed.io.atomic import atomic_write_json
+from synthembed.synthesis.records import record_files
 
 __all__ = ["RefineConfig", "load_chains", "refine", "teacher_cosines"]
 
@@ -69,8 +70,7 @@ def load_chains(path: str | Path, limit: int | None = None) -> tuple[list[list[s
     """
     path = Path(path)
     if path.is_dir():
-        merged = path / "records.jsonl"
-        files = [merged] if merged.is_file() else sorted((path / "records").glob("part-*.jsonl"))
+        files = record_files(path)
         if not files:
             raise DataError(path, "no records.jsonl and no records/part-*.jsonl shards in this folder")
     elif path.is_file():
