@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthembed.pipeline.plan import MARKER
+from synthembed.pipeline.plan import MARKER, read_marker
 from synthembed.synthesis.records import record_files
 
 
@@ -49,9 +49,8 @@ def collect_run(run_dir: str | Path) -> RunContents:
     contents = RunContents(run_dir)
     for name in _stage_order(run_dir):
         folder = run_dir / name
-        try:
-            marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        marker = read_marker(folder)
+        if marker is None:
             continue
         words = marker.get("command", "").split()
         kind = words[1] if len(words) > 1 else "?"
