@@ -18,9 +18,11 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
         "graded",
         help="MGH: query, positive and four negatives at graded similarity (level 1 hardest)",
         description="MGH (METHODS.md 3.1). full: brainstorm task descriptions, then one JSON record per task; "
-        "partial: positive and graded negatives for given queries (--input/--dataset). --limit counts records.",
+        "partial: positive and graded negatives for given queries (--input/--dataset), one JSON answer each; "
+        "levels: the same records for given queries, one short few-shot request per text (for small models "
+        "that cannot write the JSON record). --limit counts records.",
     )
-    parser.add_argument("--mode", choices=["full", "partial"], default="full")
+    parser.add_argument("--mode", choices=["full", "partial", "levels"], default="full")
     add_input_arguments(parser, required=False)
     prompts = parser.add_argument_group("prompts (default: the packaged ones)")
     prompts.add_argument("--brainstorm-prompt", type=Path, default=None, help="template with {n} and {brainstorm}")
@@ -32,6 +34,11 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
     prompts.add_argument("--family", action="append", default=None,
                          help="task family to brainstorm (repeatable; default all five)")
     prompts.add_argument("--tasks-per-request", type=int, default=10, help="task descriptions per brainstorm request")
+    prompts.add_argument("--levels-instructions", type=Path, default=None,
+                         help="levels mode: JSON object with one instruction per slot (positive, level1..level4)")
+    prompts.add_argument("--levels-examples", type=Path, default=None,
+                         help="levels mode: JSONL demonstrations {query, positive, negatives: [4 texts]}")
+    prompts.add_argument("--few-shot", type=int, default=3, help="levels mode: demonstrations shown per request")
     add_sampling_arguments(parser, temperature=1.0, top_p=0.95, max_new_tokens=700)
     add_backend_arguments(parser)
     add_run_arguments(parser)
@@ -49,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
     from synthembed.synthesis.graded import FAMILIES, BrainstormTask, GradedTask, load_prompts, run_graded
     from synthembed.synthesis.runner import RunOptions
 
+    rows = input_rows_from_args(args)
+    if args.mode in ("partial", "levels") and not rows:
+        raise SynthEmbedError(f"--mode {args.mode} needs queries: --input FILE or --dataset NAME --column COL")
+    if args.mode == "levels":
+        return run_levels(args, rows)
     prompts = load_prompts(args.brainstorm_prompt, args.graded_prompt, args.partial_prompt, args.families,
                            args.example, use_example=not args.no_example)
     task = GradedTask(prompts, partial=args.mode == "partial", temperature=args.temperature, top_p=args.top_p,
                       max_new_tokens=args.max_new_tokens)
-    rows = input_rows_from_args(args)
-    if args.mode == "partial" and not rows:
-        raise SynthEmbedError("--mode partial needs queries: --input FILE or --dataset NAME --column COL")
     if args.mode == "full" and rows:
         raise SynthEmbedError("--mode full brainstorms its own tasks; drop --input/--dataset (or use --mode partial)")
     options = RunOptions(**run_options_from_args(args))
@@ -70,6 +79,29 @@ def run(args: argparse.Namespace) -> int:
             summary = run_graded(task, backend, options, brainstorm=brainstorm)
     finally:
         backend.close()
+    return _finish(args, summary)
+
+
+def run_levels(args: argparse.Namespace, rows) -> int:
+    """``--mode levels``: five few-shot single-sentence requests per query (`LevelsTask`), plain decoding."""
+    from synthembed.cli.synthesize import backend_from_args, backend_options_from_args, run_options_from_args
+    from synthembed.synthesis.graded_levels import LevelsTask, load_levels_prompts
+    from synthembed.synthesis.runner import RunOptions, run_task
+
+    prompts = load_levels_prompts(args.levels_instructions, args.levels_examples)
+    task = LevelsTask(prompts, n_examples=0 if args.no_example else args.few_shot, temperature=args.temperature,
+                      top_p=args.top_p, max_new_tokens=args.max_new_tokens)
+    backend = backend_from_args(args)
+    try:
+        summary = run_task(task, rows, backend, RunOptions(**run_options_from_args(args)),
+                           config={"backend_options": backend_options_from_args(args)})
+    finally:
+        backend.close()
+    return _finish(args, summary)
+
+
+def _finish(args: argparse.Namespace, summary) -> int:
+    """Print the run summary, the records path and (if asked) the level check; the exit code."""
     print(summary.text())
     if summary.complete:
         print(f"records: {args.output / 'records.jsonl'}")
