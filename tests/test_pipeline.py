@@ -93,6 +93,10 @@ def test_dry_run_prints_llm_estimate(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "3 rows, ~6 requests" in out and "synthembed synthesize syncse" in out
 
+    levels = CONFIG.replace("synthesize syncse", "synthesize graded").replace("mode: partial", "mode: levels")
+    plan = build_plan(load_pipeline_config(write_config(tmp_path, levels)))
+    assert estimate_stage(plan[0])["requests"] == 15  # levels mode: positive + 4 levels, one request each
+
 
 @pytest.mark.parametrize(
     ("edit", "message"),

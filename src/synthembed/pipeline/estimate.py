@@ -24,11 +24,13 @@ class MethodCost:
 
 
 # Typical sizes per request. syncse: SmolLM2's tokenizer on the shipped 5-shot prompts averaged 500 prompt
-# and 27 completion tokens a request (8,010 + 427 over 16 requests, wiki sentences); the others are rough.
-# The stage manifests hold the real counts after a run.
+# and 27 completion tokens a request (8,010 + 427 over 16 requests, wiki sentences); graded in levels mode
+# 316 and 19 (12,657 + 760 over 40 requests, 3-shot, SNLI premises); the others are rough. Keys are the
+# method, or "method:mode" where a mode changes the shape. The stage manifests hold the real counts after a run.
 METHOD_COSTS = {
     "syncse": MethodCost(requests_per_row=2, prompt_tokens=500, completion_tokens=30),
     "graded": MethodCost(requests_per_row=1, prompt_tokens=330, completion_tokens=220),
+    "graded:levels": MethodCost(requests_per_row=5, prompt_tokens=320, completion_tokens=20),
 }
 CHAIN_PROMPT_TOKENS, CHAIN_COMPLETION_TOKENS = 95, 30
 
@@ -63,7 +65,7 @@ def estimate_stage(stage: PlannedStage) -> dict[str, Any] | None:
             "prompt_tokens": streams * CHAIN_PROMPT_TOKENS,
             "completion_tokens": rows * rounds * CHAIN_COMPLETION_TOKENS,
         }
-    cost = METHOD_COSTS.get(method)
+    cost = METHOD_COSTS.get(f"{method}:{args.get('mode')}", METHOD_COSTS.get(method))
     if cost is None:
         return {"rows": rows, "note": f"no estimate for method {method!r}"}
     requests = int(rows * cost.requests_per_row)
