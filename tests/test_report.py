@@ -35,11 +35,15 @@ def test_report_tables_and_plots(tmp_path: Path, tiny_bert_dir: Path) -> None:
     load_encoder(str(tiny_bert_dir)).save(str(run / "fit"))
     make_stage(run, "after_test", "synthembed evaluate fit", {"results.json": {"model": str(run / "fit"), "tasks": {"stsb": {"spearman": 79.5, "split": "test", "n": 9}}}})
     make_stage(run, "after", "synthembed evaluate fit", {"results.json": {"model": str(run / "fit"), "tasks": {"stsb": {"spearman": 81.25, "split": "dev", "n": 10}}}})
+    make_stage(run, "before_ata", "synthembed evaluate embedded --pooling ata", {"results.json": {"model": "embedded", "config": {"pooling": "ata"}, "tasks": {"stsb": {"spearman": 60.5, "split": "dev", "n": 10}}}})
+    make_stage(run, "sts7", "synthembed evaluate fit --tasks sts7", {"results.json": {"model": str(run / "fit"), "average": 70.25, "average_over": ["stsb", "sickr"], "tasks": {"stsb": {"spearman": 79.5, "split": "test", "n": 9}, "sickr": {"spearman": 61.0, "split": "test", "n": 9}}}})
 
     html_path = write_report(run)
     markdown = (run / "report.md").read_text()
-    assert "| task | embedded | fit |" in markdown
-    assert "| stsb (dev) | 80.00 | 81.25 |" in markdown and "| stsb (test) | — | 79.50 |" in markdown
+    assert "| model | sickr (test) | stsb (dev) | stsb (test) | STS avg (test) |" in markdown
+    assert "| embedded | — | 80.00 | — | — |" in markdown and "| fit | 61.00 | 81.25 | 79.50 | 70.25 |" in markdown
+    assert "| embedded (ata) | — | 60.50 | — | — |" in markdown  # a pooling override is its own row
+    assert "STS avg (test): 2 of 7 tasks: stsb, sickr." in markdown
     assert "| syn | 5 | parse_failure 1 | prompt tokens 1,200 |" in markdown
     page = html_path.read_text()
     assert page.count("<img") == 5  # scores, dev curve, triplet histogram, chain tau, chain similarity

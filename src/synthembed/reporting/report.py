@@ -34,24 +34,51 @@ def task_label(task: str, result: dict[str, Any]) -> str:
     return f"{task} ({split})" if split else task
 
 
-def model_label(contents: RunContents, model: str) -> str:
-    """A short name for an evaluated model: the stage that wrote it, or the reference as given."""
+STS_TEST_AVERAGE = "STS avg (test)"
+
+
+def model_label(contents: RunContents, model: str, pooling: str | None = None) -> str:
+    """A short name for an evaluated model: the stage that wrote it, or the reference as given, plus the
+    pooling when the evaluation replaced it (one backbone scored with several poolings stays apart)."""
     path = Path(model)
-    if path.parent.resolve() == contents.run_dir.resolve():
-        return path.name
-    return model
+    name = path.name if path.parent.resolve() == contents.run_dir.resolve() else model
+    return f"{name} ({pooling})" if pooling else name
 
 
 def score_table(contents: RunContents) -> dict[str, dict[str, float]]:
-    """evaluated model -> {task (split): main score}; several evaluate stages of one model merge."""
+    """evaluated model -> {task (split): main score}; several evaluate stages of one model merge.
+
+    A test-split evaluation of several STS tasks (e.g. ``sts7``) adds its average as `STS_TEST_AVERAGE`
+    (the tasks it covers are listed by `average_notes`).
+    """
     table: dict[str, dict[str, float]] = {}
     for stage, results in contents.results.items():
-        row = table.setdefault(model_label(contents, str(results.get("model", stage))), {})
+        pooling = (results.get("config") or {}).get("pooling")
+        row = table.setdefault(model_label(contents, str(results.get("model", stage)), pooling), {})
         for task, result in results.get("tasks", {}).items():
             score = main_score(result)
             if score is not None:
                 row[task_label(task, result)] = score
+        if _test_average(results) is not None:
+            row[STS_TEST_AVERAGE] = _test_average(results)
     return table
+
+
+def _test_average(results: dict[str, Any]) -> float | None:
+    tasks = results.get("tasks", {})
+    if results.get("average") is None or not tasks or any(t.get("split") != "test" for t in tasks.values()):
+        return None
+    return float(results["average"])
+
+
+def average_notes(contents: RunContents) -> list[str]:
+    """Which STS test sets each `STS_TEST_AVERAGE` covers (the seven only where their files are present)."""
+    notes = []
+    for results in contents.results.values():
+        if _test_average(results) is not None:
+            over = results.get("average_over") or []
+            notes.append(f"{len(over)} of 7 tasks: {', '.join(over)}")
+    return sorted(set(notes))
 
 
 def final_model_path(contents: RunContents) -> Path | None:
@@ -64,15 +91,20 @@ def final_model_path(contents: RunContents) -> Path | None:
 
 def markdown_summary(contents: RunContents, table: dict[str, dict[str, float]]) -> str:
     lines = [f"# Run report: {contents.run_dir.name}", ""]
-    tasks = sorted({task for row in table.values() for task in row})
+    tasks = sorted({task for row in table.values() for task in row} - {STS_TEST_AVERAGE})
+    if any(STS_TEST_AVERAGE in row for row in table.values()):
+        tasks.append(STS_TEST_AVERAGE)
     if tasks:
         lines += ["## Scores (Spearman x100 for STS; nDCG@10 for retrieval; MAP for reranking)", ""]
-        lines.append("| task | " + " | ".join(table) + " |")
-        lines.append("|---|" + "---:|" * len(table))
-        for task in tasks:
-            cells = [f"{table[s][task]:.2f}" if task in table[s] else "—" for s in table]
-            lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        lines.append("| model | " + " | ".join(tasks) + " |")
+        lines.append("|---|" + "---:|" * len(tasks))
+        for model, row in table.items():
+            cells = [f"{row[task]:.2f}" if task in row else "—" for task in tasks]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += [f"{STS_TEST_AVERAGE}: {note}." for note in average_notes(contents)]
+        if average_notes(contents):
+            lines.append("")
     if contents.manifests:
         lines += ["## Synthesis", "", "| stage | kept | dropped (by reason) | LLM usage |", "|---|---:|---|---|"]
         for stage, manifest in contents.manifests.items():
