@@ -7,6 +7,7 @@ config keys are rejected. The work is done by `synthembed.training.syncse.train_
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from synthembed.cli._common import add_data_dir_argument, resolve_data_dir
@@ -90,5 +91,6 @@ def run(args: argparse.Namespace) -> int:
         output = train_graded(config, spec, dev=not args.no_dev)
     else:
         output = train_from_config(config, dev=not args.no_dev)
-    print(f"wrote {output}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the main process saves
+        print(f"wrote {output}")
     return 0
