@@ -31,6 +31,10 @@ def test_load_chains_errors(tmp_path):
     broken.write_text('{"id": "a", "sentences": ["x", "y", "z"]}\n{not json\n')
     with pytest.raises(DataError, match=r"broken.jsonl:2"):
         load_chains(broken)
+    undecodable = tmp_path / "latin1.jsonl"
+    undecodable.write_bytes(b'{"id": "a", "sentences": ["x", "y", "z"]}\n{"id": "b", "sentences": ["caf\xe9", "y", "z"]}\n')
+    with pytest.raises(DataError, match=r"latin1.jsonl:2"):
+        load_chains(undecodable)
     short = _write(tmp_path / "short.jsonl", [["a", "b"], ["a", "b", "c"]])
     chains, skipped = load_chains(short)
     assert chains == [["a", "b", "c"]] and skipped["too_short"] == 1

@@ -15,7 +15,6 @@ chains are skipped and counted.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from typing import Any
 
 from synthembed.errors import DataError, SynthEmbedError
 from synthembed.io.atomic import atomic_write_json
+from synthembed.io.tables import read_jsonl
 from synthembed.synthesis.records import record_files
 
 __all__ = ["RefineConfig", "load_chains", "refine", "teacher_cosines"]
@@ -80,23 +80,16 @@ def load_chains(path: str | Path, limit: int | None = None) -> tuple[list[list[s
     chains: list[list[str]] = []
     skipped: Counter = Counter()
     for file in files:
-        with file.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(file, f"invalid JSON ({exc.msg})", number) from None
-                sentences = record.get("sentences") if isinstance(record, dict) else None
-                if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
-                    raise DataError(file, "a chain record needs 'sentences': a list of strings", number)
-                if len(sentences) < 3:
-                    skipped["too_short"] += 1
-                    continue
-                chains.append(sentences)
-                if limit is not None and len(chains) >= limit:
-                    return chains, skipped
+        for number, record in read_jsonl(file):  # invalid JSON or UTF-8: DataError naming file and line
+            sentences = record.get("sentences")
+            if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+                raise DataError(file, "a chain record needs 'sentences': a list of strings", number)
+            if len(sentences) < 3:
+                skipped["too_short"] += 1
+                continue
+            chains.append(sentences)
+            if limit is not None and len(chains) >= limit:
+                return chains, skipped
     if not chains:
         raise DataError(path, "no usable chains (each needs at least 3 sentences)")
     return chains, skipped
