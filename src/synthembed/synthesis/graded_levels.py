@@ -26,10 +26,11 @@ from typing import Any
 
 from synthembed.errors import DataError
 from synthembed.io.tables import read_jsonl
-from synthembed.llm.base import ChatRequest, SamplingParams
+from synthembed.llm.base import ChatRequest
 from synthembed.synthesis.filters import FilterConfig, check_output, normalize
 from synthembed.synthesis.inputs import InputRow
 from synthembed.synthesis.runner import Drop
+from synthembed.synthesis.syncse import few_shot_messages, sentence_params
 
 __all__ = ["LEVEL_SLOTS", "LevelsPrompts", "LevelsTask", "load_levels_prompts"]
 
@@ -87,10 +88,6 @@ def load_levels_prompts(instructions: Path | None = None, examples: Path | None 
     return LevelsPrompts({slot: loaded[slot] for slot in LEVEL_SLOTS}, tuple(pool))
 
 
-def _user(instruction: str, sentence: str) -> str:
-    return f"{instruction}\n\nSentence: {sentence}"
-
-
 @dataclass
 class LevelsTask:
     """Graded records one text at a time, as an `LLMTask` with the slots `LEVEL_SLOTS` (see module doc)."""
@@ -121,16 +118,10 @@ class LevelsTask:
         seed = rng.getrandbits(31)
         instruction = self.prompts.instructions[slot]
         self._draws.setdefault(row.id, {})[slot] = [self.prompts.examples[i]["id"] for i in shown]
-        messages: list[dict[str, str]] = []
-        for index in shown:
-            example = self.prompts.examples[index]
-            messages.append({"role": "user", "content": _user(instruction, example["query"])})
-            messages.append({"role": "assistant", "content": self.prompts.example_text(example, slot)})
-        messages.append({"role": "user", "content": _user(instruction, row.text)})
-        budget = min(self.max_new_tokens, 16 + 3 * len(row.text.split()))
-        params = SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=budget, seed=seed,
-                                stop=("\n\n",))
-        return ChatRequest(f"{row.id}/{slot}", tuple(messages), params)
+        examples = [self.prompts.examples[i] for i in shown]
+        demonstrations = [(e["query"], self.prompts.example_text(e, slot)) for e in examples]
+        params = sentence_params(row.text, self.max_new_tokens, self.temperature, self.top_p, seed)
+        return ChatRequest(f"{row.id}/{slot}", few_shot_messages(instruction, demonstrations, row.text), params)
 
     def parse(self, text: str, row: InputRow, slot: str) -> str:
         return check_output(text, row.text, self.filters)

@@ -123,6 +123,23 @@ def _few_shot_user(instruction: str, sentence: str) -> str:
     return f"{instruction}\n\nSentence: {sentence}"
 
 
+def few_shot_messages(instruction: str, demonstrations: Sequence[tuple[str, str]], sentence: str) -> tuple[dict[str, str], ...]:
+    """Chat turns for a one-sentence rewrite: per demonstration (input, output) a user turn (instruction +
+    input) and the assistant's output, then the real sentence; shared by SynCSE and graded ``levels``."""
+    messages: list[dict[str, str]] = []
+    for given, answer in demonstrations:
+        messages.append({"role": "user", "content": _few_shot_user(instruction, given)})
+        messages.append({"role": "assistant", "content": answer})
+    messages.append({"role": "user", "content": _few_shot_user(instruction, sentence)})
+    return tuple(messages)
+
+
+def sentence_params(sentence: str, cap: int, temperature: float, top_p: float, seed: int) -> SamplingParams:
+    """Sampling for a one-sentence answer: about 3 tokens per input word + 16 (at most `cap`), stop at a blank line."""
+    budget = min(cap, 16 + 3 * len(sentence.split()))
+    return SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=budget, seed=seed, stop=("\n\n",))
+
+
 @dataclass
 class SynCSETask:
     """Partial SynCSE as an `LLMTask`: slots ``positive`` and ``negative`` (pure functions of row and rng)."""
@@ -169,16 +186,9 @@ class SynCSETask:
             "instruction": instruction_index,
             "examples": [self.pools.examples[i]["id"] for i in example_indices],
         }
-        messages: list[dict[str, str]] = []
-        for index in example_indices:
-            example = self.pools.examples[index]
-            messages.append({"role": "user", "content": _few_shot_user(instruction, example["anchor"])})
-            messages.append({"role": "assistant", "content": example[slot]})
-        messages.append({"role": "user", "content": _few_shot_user(instruction, row.text)})
-        budget = min(self.max_new_tokens, 16 + 3 * len(row.text.split()))
-        params = SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=budget, seed=seed,
-                                stop=("\n\n",))
-        return ChatRequest(f"{row.id}/{slot}", tuple(messages), params)
+        shown = [(self.pools.examples[i]["anchor"], self.pools.examples[i][slot]) for i in example_indices]
+        params = sentence_params(row.text, self.max_new_tokens, self.temperature, self.top_p, seed)
+        return ChatRequest(f"{row.id}/{slot}", few_shot_messages(instruction, shown, row.text), params)
 
     def parse(self, text: str, row: InputRow, slot: str) -> str:
         return check_output(text, row.text, self.filters)
