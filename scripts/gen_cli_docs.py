@@ -6,9 +6,12 @@ Usage: .venv/bin/python scripts/gen_cli_docs.py
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from synthembed.cli import build_parser
+
+os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal width: fix it so the page is stable
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -129,3 +129,22 @@ def test_unprepared_backbone_is_a_clear_error() -> None:
     pooling = AtaPooling(4)
     with pytest.raises(SynthEmbedError, match="no captured attention"):
         pooling({"token_embeddings": torch.zeros(1, 2, 4), "attention_mask": torch.ones(1, 2)})
+
+
+def test_pooling_spec_carries_options(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    from synthembed.errors import ModelLoadError
+    from synthembed.models.pooling import parse_pooling_spec
+
+    assert parse_pooling_spec("ata:skip_first=true, mean_mix=0.5") == ("ata", {"skip_first": True, "mean_mix": 0.5})
+    assert parse_pooling_spec("mean") == ("mean", {})
+    model = load_encoder(tiny_llama_dir, pooling="ata:skip_first=true,mean_mix=0.5").eval()
+    assert isinstance(model[1], AtaPooling) and model[1].skip_first and model[1].mean_mix == 0.5
+    model.save(str(tmp_path / "m"))
+    loaded = load_encoder(tmp_path / "m")
+    assert loaded[1].skip_first and loaded[1].mean_mix == 0.5
+    with pytest.raises(SynthEmbedError, match="skip_frist"):
+        load_encoder(tiny_llama_dir, pooling="ata:skip_frist=true")
+    with pytest.raises(SynthEmbedError, match="not KEY=VALUE"):
+        load_encoder(tiny_llama_dir, pooling="ata:skip_first")
+    with pytest.raises(ModelLoadError, match="unknown pooling 'atta'"):
+        load_encoder(tiny_llama_dir, pooling="atta:skip_first=true")

@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="model reference accepted by load_encoder (e.g. embedded)")
     parser.add_argument("--input", type=Path, default=None, help="text file, one sentence a line (default: stdin)")
     parser.add_argument("--output", type=Path, required=True, help="where to write the (n, dim) float32 .npy")
-    parser.add_argument("--pooling", default=None)
+    parser.add_argument("--pooling", default=None, help="replace the model's pooling (registry name, options after a colon)")
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.set_defaults(handler=run)

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_dir_argument(parser)
     parser.add_argument("--output", type=Path, default=None, help="write results.json here (atomic)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--pooling", default=None, help="replace the model's pooling (registry name)")
+    parser.add_argument("--pooling", default=None, help="replace the model's pooling (registry name, options after a colon: ata:skip_first=true,mean_mix=0.5)")
     parser.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens")
     parser.add_argument("--no-progress", action="store_true", help="hide the encoding progress bar")
     parser.set_defaults(handler=run)

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="embedded", help="starting encoder (load_encoder reference)")
     parser.add_argument("--output", type=Path, required=True, help="output folder (resumed from its checkpoints)")
     parser.add_argument("--teacher", default=None, help="teacher encoder (default: frozen copy of --model)")
-    parser.add_argument("--pooling", default=None, help="replace the model's pooling (registry name; default keep)")
+    parser.add_argument("--pooling", default=None, help="replace the model's pooling (registry name, options after a colon: ata:skip_first=true; default keep)")
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--list-size", type=int, default=None, help="sentences per list (default: most common chain length)")
     parser.add_argument("--lr", type=float, default=3e-6)

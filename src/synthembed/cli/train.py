@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "dataset; several sources are concatenated (e.g. SynCSE triplets + graded negatives)")
     parser.add_argument("--output", default=None, help="model folder to write (resumes if it holds checkpoints)")
     parser.add_argument("--model", default=None, help="backbone for load_encoder (default: embedded)")
-    parser.add_argument("--pooling", default=None, help="pooling registry name (e.g. cls_mlp, mean)")
+    parser.add_argument("--pooling", default=None, help="pooling registry name (e.g. cls_mlp, mean, ata), options after a colon: ata:skip_first=true")
     parser.add_argument("--mlp-train-only", action="store_true", default=None, help="cls_mlp: drop the MLP at inference")
     parser.add_argument("--anchor-column", default=None)
     parser.add_argument("--positive-column", default=None)

@@ -20,11 +20,11 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules.transformer import Transformer
 from sentence_transformers.sentence_transformer.modules import Pooling as STPooling
 
-from synthembed.errors import ModelLoadError
+from synthembed.errors import ModelLoadError, SynthEmbedError
 from synthembed.models.embedded import EMBEDDED_ENCODER, EMBEDDED_LLM, embedded_encoder_path, embedded_llm_gguf_path
 from synthembed.models.gguf import dequantized_folder
 from synthembed.models.modality import pin_text_modality
-from synthembed.models.pooling import POOLINGS, build_pooling
+from synthembed.models.pooling import build_pooling, pooling_class
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,11 @@ def load_encoder(
         cache_dir: where dequantized GGUF copies are cached (default: `synthembed.models.gguf.cache_dir`).
         model_kwargs: passed to ``from_pretrained`` of the backbone (e.g. ``{"dtype": "bfloat16"}``).
     """
-    if pooling is not None and pooling not in POOLINGS:
-        raise ModelLoadError(f"unknown pooling {pooling!r}; choose one of {sorted(POOLINGS)}")
+    if pooling is not None:
+        try:
+            pooling_class(pooling)
+        except SynthEmbedError as exc:
+            raise ModelLoadError(str(exc)) from None
     reference = str(name_or_path)
     gguf_cache = Path(cache_dir) / "gguf" if cache_dir is not None else None
 

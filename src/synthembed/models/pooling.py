@@ -6,6 +6,9 @@ class ``synthembed.models.pooling.<Class>`` and its config (and weights, for ``c
 module's subfolder.
 
     pooling = build_pooling("mean", embedding_dimension=384)
+
+A pooling given as text (``--pooling`` on the command line, ``pooling:`` in a config) may carry the
+module's options: ``ata:skip_first=true,mean_mix=0.5`` (values read as YAML scalars).
 """
 
 from __future__ import annotations
@@ -35,13 +38,38 @@ def register_pooling(name: str) -> Callable[[type[Module]], type[Module]]:
     return decorator
 
 
-def build_pooling(name: str, embedding_dimension: int, **options: Any) -> Module:
-    """Instantiate the pooling registered as `name` for token embeddings of size `embedding_dimension`."""
+def parse_pooling_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"ata:skip_first=true,mean_mix=0.5"`` -> ``("ata", {"skip_first": True, "mean_mix": 0.5})``."""
+    import yaml
+
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise SynthEmbedError(f"pooling option {item!r} in {spec!r} is not KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    return name.strip(), options
+
+
+def pooling_class(spec: str) -> type[Module]:
+    """The registered class of a pooling name or spec; a clear error for unknown names."""
+    name, _ = parse_pooling_spec(spec)
     try:
-        cls = POOLINGS[name]
+        return POOLINGS[name]
     except KeyError:
         raise SynthEmbedError(f"unknown pooling {name!r}; choose one of {sorted(POOLINGS)}") from None
-    return cls(embedding_dimension=embedding_dimension, **options)
+
+
+def build_pooling(name: str, embedding_dimension: int, **options: Any) -> Module:
+    """Instantiate the pooling registered as `name` (or a spec with options, see the module docstring) for
+    token embeddings of size `embedding_dimension`; keyword `options` win over the spec's."""
+    cls = pooling_class(name)
+    options = {**parse_pooling_spec(name)[1], **options}
+    try:
+        return cls(embedding_dimension=embedding_dimension, **options)
+    except TypeError as exc:
+        raise SynthEmbedError(f"pooling {name!r}: {exc}") from None
 
 
 def _mask(features: dict[str, Any], token_embeddings: Tensor) -> Tensor:
