@@ -15,7 +15,10 @@ One command does everything, resumably, under ``--work`` (git-ignored ``runs/`` 
     nice -n 5 .venv/bin/python benchmarks/bench_mgh_ablation.py --records 128 --steps 24 --batch-size 16
 
 Sizes are options; the defaults are the reduced run that fits a shared 2-core CPU (the published
-ablation trained a 7B model on ~500k records: expect only coarse trends here). The seven-task STS
+ablation trained a 7B model on ~500k records: expect only coarse trends here). The packaged 135M model
+writes no usable JSON records, so ``--data synth`` yields little with it; the ablation on data it can
+write (``synthesize graded --mode levels``, one request per text) runs as stages of
+``synthembed run configs/reproduce-cpu.yaml``, scored on the full STS-B dev set. The seven-task STS
 average needs the test sets, which are not loaded here, so the table reports STS-B dev only.
 """
 
