@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from synthembed.synthesis.inputs import InputSet
+    from synthembed.synthesis.runner import RunSummary
 
 
 def register(method_subparsers: argparse._SubParsersAction) -> None:
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     return _finish(args, summary)
 
 
-def run_levels(args: argparse.Namespace, rows) -> int:
+def run_levels(args: argparse.Namespace, rows: InputSet) -> int:
     """``--mode levels``: five few-shot single-sentence requests per query (`LevelsTask`), plain decoding."""
     from synthembed.cli.synthesize import backend_from_args, backend_options_from_args, run_options_from_args
     from synthembed.synthesis.graded_levels import LevelsTask, load_levels_prompts
@@ -100,7 +105,7 @@ def run_levels(args: argparse.Namespace, rows) -> int:
     return _finish(args, summary)
 
 
-def _finish(args: argparse.Namespace, summary) -> int:
+def _finish(args: argparse.Namespace, summary: RunSummary) -> int:
     """Print the run summary, the records path and (if asked) the level check; the exit code."""
     print(summary.text())
     if summary.complete:
