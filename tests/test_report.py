@@ -9,6 +9,18 @@ from synthembed.pipeline.plan import MARKER
 from synthembed.reporting.report import write_report
 
 
+def embedded_images(page: str) -> list:
+    """The report's inline PNG plots, decoded to (height, width, channels) arrays."""
+    import base64
+    import io
+    import re
+
+    from matplotlib import image
+
+    blobs = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    return [image.imread(io.BytesIO(base64.b64decode(blob)), format="png") for blob in blobs]
+
+
 def make_stage(run: Path, name: str, command: str, files: dict[str, object]) -> None:
     folder = run / name
     folder.mkdir(parents=True)
@@ -47,4 +59,8 @@ def test_report_tables_and_plots(tmp_path: Path, tiny_bert_dir: Path) -> None:
     assert "| syn | 5 | parse_failure 1 | prompt tokens 1,200 |" in markdown
     page = html_path.read_text()
     assert page.count("<img") == 5  # scores, dev curve, triplet histogram, chain tau, chain similarity
+    images = embedded_images(page)
+    assert len(images) == 5
+    for image in images:  # each plot is a real, non-blank picture
+        assert image.shape[0] >= 200 and image.shape[1] >= 300 and float(image[..., :3].std()) > 0.02
     assert "Development-set curve" in page and "chain-order agreement" in page
