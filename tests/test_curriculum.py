@@ -157,5 +157,7 @@ def test_train_graded_end_to_end(tiny_bert_dir: Path, tmp_path: Path) -> None:
     out = train_graded(config, CurriculumSpec(order="reverse"), dev=False)
     saved = yaml.safe_load((out / "train_config.yaml").read_text())
     assert saved["curriculum"]["order"] == "reverse" and saved["curriculum"]["stage_lengths"] == [1, 1, 1, 0]
+    # 12 records / batch 4 = 3 steps an epoch (the level-major dataset has 48 rows: not 12 steps)
+    assert saved["fit"]["total_steps"] == 3 and saved["result"]["steps_done"] == 3
     after = load_encoder(out).encode(["query 1"])
     assert abs(after - before).max() > 1e-6

@@ -287,9 +287,6 @@ def train_graded(
     loss = InfoNCELoss(model, temperature=config.temperature, hard_negative_weight=config.hard_negative_weight)
     sampler = CurriculumBatchSampler(len(rows), config.batch_size, spec, drop_last=True)
     settings = FitSettings.from_config(config)
-    steps = settings.max_steps or math.ceil(settings.epochs * len(sampler))
-    if settings.eval_steps is None:  # fit would count steps from the level-major dataset (levels x records)
-        settings = dataclasses.replace(settings, eval_steps=max(1, steps // 4))
     record = {
         "config": config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config),
         "curriculum": {**spec.to_dict(), "stage_lengths": None if sampler.kind == "random" or spec.epochs_per_stage
@@ -309,4 +306,5 @@ def train_graded(
         method=f"MGH: InfoNCE with graded hard negatives, order {spec.order} (METHODS.md 3.2)",
         data_description=f"{data} ({len(rows)} graded records)",
         training_args=training_args,
+        steps_per_epoch_hint=len(sampler),  # the dataset holds levels x records rows; an epoch is len(sampler)
     )

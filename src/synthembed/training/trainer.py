@@ -206,6 +206,7 @@ def fit(
     method: str = "contrastive training (InfoNCE with in-batch and hard negatives)",
     data_description: str = "",
     training_args: dict[str, Any] | None = None,
+    steps_per_epoch_hint: int | None = None,
 ) -> Path:
     """Train `model` on `train_dataset` with `loss`; write the model folder `output_dir`; return its path.
 
@@ -222,6 +223,9 @@ def fit(
         record: the method's full config, written to ``train_config.yaml`` with the resolved settings.
         method, data_description: named in the model card.
         training_args: extra `SentenceTransformerTrainingArguments` fields (they win over `settings`).
+        steps_per_epoch_hint: optimizer steps per epoch when a custom `batch_sampler` does not walk the
+            dataset once per epoch (e.g. the curriculum's level-major dataset); plans the evaluation
+            interval and the recorded step count. Default: from the dataset length and batch size.
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
@@ -231,10 +235,10 @@ def fit(
     checkpoints = output / CHECKPOINTS
     world = _world_size()
     drop_last = world > 1  # gathering needs equal batch sizes on every process
-    total_steps = settings.max_steps or math.ceil(
-        settings.epochs
-        * steps_per_epoch(len(train_dataset), settings.batch_size, world, drop_last, settings.gradient_accumulation_steps)
+    per_epoch = steps_per_epoch_hint or steps_per_epoch(
+        len(train_dataset), settings.batch_size, world, drop_last, settings.gradient_accumulation_steps
     )
+    total_steps = settings.max_steps or math.ceil(settings.epochs * per_epoch)
     eval_steps = settings.eval_steps or max(1, total_steps // 4)
     precision = resolve_precision(settings.precision)
     metric = getattr(evaluator, "primary_metric", None) if evaluator is not None else None
