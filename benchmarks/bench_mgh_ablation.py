@@ -191,9 +191,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/mgh_ablation"))
     parser.add_argument("--records", type=int, default=128, help="graded records to synthesize")
     parser.add_argument("--gen-batch-size", type=int, default=8)
-    parser.add_argument("--data", choices=["synth", "snli-mined"], default="synth",
-                        help="synth: graded records written by SmolLM2; snli-mined: SNLI with MiniLM-mined levels "
-                        "(the fallback when the 135M model yields too few usable records)")
+    parser.add_argument("--data", default="synth",
+                        help="synth: graded records written by SmolLM2 (JSON mode); snli-mined: SNLI with MiniLM-mined "
+                        "levels; or a folder/JSONL of graded records already written, e.g. the graded_snli stage of "
+                        "configs/reproduce-cpu.yaml (levels mode)")
     parser.add_argument("--mode", choices=["partial", "full"], default="partial",
                         help="partial: graded negatives for wiki1m sentences; full: brainstorm tasks first")
     parser.add_argument("--example", action="store_true",
@@ -218,8 +219,12 @@ def main() -> None:
     if args.data == "synth":
         data = synthesize(work, args.records, args.gen_batch_size, args.seed, args.mode, args.example)
         results["synthesis_seconds"] = round(time.time() - started)
-    else:
+    elif args.data == "snli-mined":
         data = mined_snli(work, args.records, args.seed)
+    elif Path(args.data).exists():
+        data = Path(args.data)
+    else:
+        parser.error(f"--data: {args.data!r} is neither synth, snli-mined nor an existing records folder/file")
     results["data"] = str(data)
     if "level_check" not in results:
         results["level_check"] = level_check(data)
@@ -252,7 +257,8 @@ def main() -> None:
             speeds[pooling] = encode_speed(pooling, speed_texts, args.max_length)
     results_path.write_text(json.dumps(results, indent=1))
 
-    print(f"\nMGH ablation: SmolLM2-135M, {args.records} graded records ({args.data}), {args.steps} steps x batch "
+    print(f"\nMGH ablation: SmolLM2-135M, {results['level_check'].get('records')} graded records ({args.data}), "
+          f"{args.steps} steps x batch "
           f"{args.batch_size}, lr {args.lr}, max_length {args.max_length}; STS-B dev = {len(sample[2])} sampled pairs")
     print(f"{'order':<12}{'pooling':<12}{'STS-B dev':>10}{'untrained':>11}{'7-task avg':>12}{'speed vs mean':>15}")
     for order, pooling in runs:
