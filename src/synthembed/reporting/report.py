@@ -65,6 +65,7 @@ def score_table(contents: RunContents) -> dict[str, dict[str, float]]:
 
 
 def _test_average(results: dict[str, Any]) -> float | None:
+    """The STS average of an evaluation that ran on test splits only (dev averages are not the paper's)."""
     tasks = results.get("tasks", {})
     if results.get("average") is None or not tasks or any(t.get("split") != "test" for t in tasks.values()):
         return None
