@@ -59,8 +59,9 @@ def score_table(contents: RunContents) -> dict[str, dict[str, float]]:
             score = main_score(result)
             if score is not None:
                 row[task_label(task, result)] = score
-        if _test_average(results) is not None:
-            row[STS_TEST_AVERAGE] = _test_average(results)
+        average = _test_average(results)
+        if average is not None:
+            row[STS_TEST_AVERAGE] = average
     return table
 
 
@@ -103,8 +104,9 @@ def markdown_summary(contents: RunContents, table: dict[str, dict[str, float]]) 
             cells = [f"{row[task]:.2f}" if task in row else "—" for task in tasks]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
-        lines += [f"{STS_TEST_AVERAGE}: {note}." for note in average_notes(contents)]
-        if average_notes(contents):
+        notes = average_notes(contents)
+        lines += [f"{STS_TEST_AVERAGE}: {note}." for note in notes]
+        if notes:
             lines.append("")
     if contents.manifests:
         lines += ["## Synthesis", "", "| stage | kept | dropped (by reason) | LLM usage |", "|---|---:|---|---|"]
