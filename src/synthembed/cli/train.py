@@ -7,7 +7,6 @@ config keys are rejected. The work is done by `synthembed.training.syncse.train_
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from synthembed.cli._common import add_data_dir_argument, resolve_data_dir
@@ -78,6 +77,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from synthembed.config import TrainConfig, build_config, load_config
     from synthembed.training.syncse import train_from_config
+    from synthembed.training.trainer import is_main_process
 
     overrides = overrides_from_args(args)
     negative_given = "negative_column" in overrides
@@ -91,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
         output = train_graded(config, spec, dev=not args.no_dev)
     else:
         output = train_from_config(config, dev=not args.no_dev)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the main process saves
+    if is_main_process():  # under torchrun only the main process saves
         print(f"wrote {output}")
     return 0

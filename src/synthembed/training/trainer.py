@@ -119,7 +119,8 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
+    """True on rank 0 of a torchrun/accelerate launch (and in a single process)."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
@@ -302,7 +303,7 @@ def fit(
         },
         "versions": _version_record(),
     }
-    if _is_main_process():
+    if is_main_process():
         output.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
 
