@@ -9,7 +9,6 @@ missing is skipped with a note in ``skipped``, never silently.
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from synthembed.env import library_versions
 from synthembed.evaluation.base import Task, TaskUnavailable
 from synthembed.evaluation.encoding import encode_texts
 from synthembed.evaluation.sts import STS_TASKS, load_sts_task
@@ -167,16 +167,3 @@ def _model_label(model: Any) -> str:
         if value:
             return str(value)
     return type(model).__name__
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that can change a score, for the results file."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for package in ("synthembed", "sentence-transformers", "transformers", "torch", "numpy", "datasets", "mteb"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return out

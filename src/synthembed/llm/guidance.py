@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from synthembed.compat import cache_keyword, repeat_cache_rows, returned_cache, select_cache_rows
+
 __all__ = ["GuidedRequest", "GuidedOutput", "GuidanceParams", "guided_generate", "left_pad", "load_causal_lm"]
 
 
@@ -142,13 +144,14 @@ def guided_generate(
             prompts.append(list(r.negative_ids or []))
     from transformers import DynamicCache
 
+    cache_kw = cache_keyword(model)  # "cache" (transformers >= 5.25) or "past_key_values"
     cache = DynamicCache()
     prefix = _common_prefix_len(prompts) if share_prefix and len(prompts) > 1 else 0
     prefix = min(prefix, min(len(p) for p in prompts) - 1)  # every row keeps >= 1 token of its own
     if prefix > 0:
         shared = torch.tensor([prompts[0][:prefix]], device=device)  # (1, prefix)
-        cache = model(input_ids=shared, past_key_values=cache, use_cache=True).past_key_values
-        cache.batch_repeat_interleave(len(prompts))
+        cache = returned_cache(model(input_ids=shared, use_cache=True, **{cache_kw: cache}))
+        repeat_cache_rows(cache, len(prompts))
     ids, suffix_mask = left_pad([p[prefix:] for p in prompts], pad_token_id)  # (rows, width)
     ids, suffix_mask = ids.to(device), suffix_mask.to(device)
     mask = torch.cat([torch.ones(len(prompts), prefix, dtype=torch.long, device=device), suffix_mask], 1)
@@ -169,9 +172,9 @@ def guided_generate(
     step_ids = ids
     for _step in range(params.max_new_tokens):
         out = model(
-            input_ids=step_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+            input_ids=step_ids, attention_mask=mask, position_ids=positions, use_cache=True, **{cache_kw: cache}
         )
-        cache = out.past_key_values
+        cache = returned_cache(out)
         logits = out.logits[:, -1, :].float()  # (rows, vocab)
         scores = _guided_scores(logits, cond_rows, neg_rows, has_neg, gamma)  # (n_active, vocab)
         if params.do_sample:
@@ -194,7 +197,7 @@ def guided_generate(
         if bool(finished.any()):
             keep = (~finished).nonzero(as_tuple=True)[0]  # (n_keep,) slots that continue
             keep_rows = torch.cat([cond_rows[keep], neg_rows[keep][has_neg[keep]]])  # (new_rows,)
-            cache.batch_select_indices(keep_rows)
+            select_cache_rows(cache, keep_rows)
             mask, row_tokens, next_pos = mask[keep_rows], row_tokens[keep_rows], next_pos[keep_rows]
             n_keep = len(keep)
             new_has_neg = has_neg[keep]

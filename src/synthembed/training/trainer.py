@@ -48,6 +48,7 @@ import torch
 import yaml
 from torch import nn
 
+from synthembed.compat import full_precision_forward
 from synthembed.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def _trainer_class() -> type:
     """`SentenceTransformerTrainer` whose evaluations run in full precision.
 
     Under bf16/fp16 accelerate patches the model's ``forward`` with autocast (keeping the original as
-    ``_original_forward``); the evaluator calls that forward too, so dev scores would be half-precision
+    ``_original_forward``, see `synthembed.compat.full_precision_forward`); the evaluator calls that forward too, so dev scores would be half-precision
     ones while the saved model is evaluated in fp32 later. `evaluate` (the trainer's documented
     override point) restores the original forward for the duration of an evaluation, so the dev curve,
     the checkpoint choice and a later evaluation of the saved model all see the same numbers.
@@ -137,16 +138,8 @@ def _trainer_class() -> type:
 
     class FullPrecisionEvalTrainer(SentenceTransformerTrainer):
         def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
-            model = self.model
-            original = model.__dict__.get("_original_forward")
-            patched = model.__dict__.get("forward")
-            if original is None or patched is None:
+            with full_precision_forward(self.model):
                 return super().evaluate(*args, **kwargs)
-            model.forward = original
-            try:
-                return super().evaluate(*args, **kwargs)
-            finally:
-                model.forward = patched
 
     return FullPrecisionEvalTrainer
 
