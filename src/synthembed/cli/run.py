@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from synthembed.io.outputs import claim_output
     from synthembed.pipeline.config import load_pipeline_config
     from synthembed.pipeline.estimate import print_plan
     from synthembed.pipeline.execute import run_pipeline
@@ -31,12 +32,13 @@ def run(args: argparse.Namespace) -> int:
         print_plan(config, build_plan(config))
         return 0
     started = time.perf_counter()
-    summary = run_pipeline(config, only=set(args.only) if args.only else None)
-    if not args.no_report:
-        from synthembed.reporting.report import write_report
+    with claim_output(config.output_dir, "run"):  # checked and locked before any stage runs
+        summary = run_pipeline(config, only=set(args.only) if args.only else None)
+        if not args.no_report:
+            from synthembed.reporting.report import write_report
 
-        path = write_report(config.output_dir)
-        print(f"report: {path}")
+            path = write_report(config.output_dir)
+            print(f"report: {path}")
     ran = sum(1 for s in summary["stages"] if s.get("status") == "ran")
     print(f"done in {time.perf_counter() - started:.1f} s ({ran} stage(s) ran, the rest cached) -> {config.output_dir}")
     return 0

@@ -76,6 +76,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from synthembed.config import TrainConfig, build_config, load_config
+    from synthembed.io.outputs import claim_output
     from synthembed.training.syncse import train_from_config
     from synthembed.training.trainer import is_main_process
 
@@ -84,13 +85,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(TrainConfig, args.config, {k: v for k, v in overrides.items() if v is not None})
     if negative_given and overrides["negative_column"] is None:
         config = build_config(TrainConfig, {**config.to_dict(), "negative_column": None}, "command line")
-    if config.curriculum is not None:
-        from synthembed.training.curriculum import CurriculumSpec, train_graded
+    config.validate()
+    with claim_output(config.output, "train", lock=is_main_process()):  # checked and locked before any work
+        if config.curriculum is not None:
+            from synthembed.training.curriculum import CurriculumSpec, train_graded
 
-        spec = CurriculumSpec(order=config.curriculum, stage_fractions=config.stage_fractions, seed=config.seed)
-        output = train_graded(config, spec, dev=not args.no_dev)
-    else:
-        output = train_from_config(config, dev=not args.no_dev)
+            spec = CurriculumSpec(order=config.curriculum, stage_fractions=config.stage_fractions, seed=config.seed)
+            output = train_graded(config, spec, dev=not args.no_dev)
+        else:
+            output = train_from_config(config, dev=not args.no_dev)
     if is_main_process():  # under torchrun only the main process saves
         print(f"wrote {output}")
     return 0

@@ -44,6 +44,13 @@ def register(methods: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from synthembed.io.outputs import claim_output
+
+    with claim_output(args.output, 'synthesize chains', "dir"):  # checked and locked before any work
+        return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
     import json
 
     from synthembed.cli.synthesize import input_rows_from_args

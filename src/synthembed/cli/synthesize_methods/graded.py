@@ -56,6 +56,13 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synthembed.io.outputs import claim_output
+
+    with claim_output(args.output, 'synthesize graded', "dir"):  # checked and locked before any work
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from synthembed.cli.synthesize import input_rows_from_args, run_options_from_args
     from synthembed.errors import SynthEmbedError
     from synthembed.synthesis.graded import FAMILIES, BrainstormTask, GradedTask, load_prompts, run_graded

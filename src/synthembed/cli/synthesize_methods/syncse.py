@@ -37,6 +37,13 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synthembed.io.outputs import claim_output
+
+    with claim_output(args.output, 'synthesize syncse', "dir"):  # checked and locked before any work
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from synthembed.cli.synthesize import (
         backend_from_args,
         backend_options_from_args,
