@@ -229,7 +229,8 @@ def fit(
             interval and the recorded step count. Default: from the dataset length and batch size.
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
+
+    from synthembed.training import checkpoints as ckpt
 
     settings = settings or FitSettings()
     output = Path(output_dir)
@@ -245,7 +246,12 @@ def fit(
     metric = getattr(evaluator, "primary_metric", None) if evaluator is not None else None
     metric_key = None if metric is None else (metric if metric.startswith("eval_") else f"eval_{metric}")
 
-    last = get_last_checkpoint(str(checkpoints)) if settings.resume and checkpoints.is_dir() else None
+    if is_main_process():  # a kill may have left a half-published model or a half-written checkpoint
+        ckpt.recover_output(output)
+        if settings.resume:
+            ckpt.set_aside_incomplete(checkpoints, output)
+    newest = ckpt.newest_complete_checkpoint(checkpoints) if settings.resume else None
+    last = str(newest) if newest is not None else None
     if last is None and checkpoints.is_dir() and any(checkpoints.iterdir()):
         logger.warning("%s holds no complete checkpoint; starting from scratch", checkpoints)
 
@@ -326,13 +332,13 @@ def fit(
             "steps_done": trainer.state.global_step,
         }
         full_record["result"] = best
-        _save_model(model, output)
+        staging = ckpt.begin_publish(output)  # the final folder is written whole, then swapped in
+        _save_model(model, staging)
         if metric_key is not None:
-            write_dev_curve(output / DEV_CURVE_FILE, trainer.state.log_history, metric_key)
-        atomic_write_text(output / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
-        _append_model_card(output, method, data_description, full_record)
-        if not settings.keep_checkpoints:
-            shutil.rmtree(checkpoints, ignore_errors=True)
+            write_dev_curve(staging / DEV_CURVE_FILE, trainer.state.log_history, metric_key)
+        atomic_write_text(staging / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
+        _append_model_card(staging, method, data_description, full_record)
+        ckpt.finish_publish(output, drop=[] if settings.keep_checkpoints else [CHECKPOINTS])
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return output
