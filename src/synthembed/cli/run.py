@@ -13,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--only", nargs="+", default=None, metavar="STAGE", help="run only these stages")
     parser.add_argument("--output-dir", type=Path, default=None, help="override the config's output_dir")
     parser.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    parser.add_argument("--retry-errors", action="store_true",
+                        help="synthesis stages re-send the rows an earlier try dropped as backend_error")
     parser.set_defaults(handler=run)
 
 
@@ -22,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from synthembed.io.outputs import claim_output
     from synthembed.pipeline.config import load_pipeline_config
     from synthembed.pipeline.estimate import print_plan
-    from synthembed.pipeline.execute import run_pipeline
+    from synthembed.cli.synthesize import resume_command
+    from synthembed.pipeline.execute import StageFailed, run_pipeline
     from synthembed.pipeline.plan import build_plan, validate_plan
 
     overrides = {"output_dir": str(args.output_dir)} if args.output_dir else None
@@ -33,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     started = time.perf_counter()
     with claim_output(config.output_dir, "run"):  # checked and locked before any stage runs
-        summary = run_pipeline(config, only=set(args.only) if args.only else None)
+        try:
+            summary = run_pipeline(config, only=set(args.only) if args.only else None,
+                                   retry_errors=args.retry_errors)
+        except StageFailed as exc:
+            raise StageFailed(f"{exc}; stages before it are kept, rerun: "
+                              f"{resume_command(args, retry_errors=True)}") from None
         if not args.no_report:
             from synthembed.reporting.report import write_report
 

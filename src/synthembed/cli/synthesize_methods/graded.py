@@ -114,12 +114,12 @@ def run_levels(args: argparse.Namespace, rows: InputSet) -> int:
 
 def _finish(args: argparse.Namespace, summary: RunSummary) -> int:
     """Print the run summary, the records path and (if asked) the level check; the exit code."""
-    print(summary.text())
-    if summary.complete:
-        print(f"records: {args.output / 'records.jsonl'}")
-    if args.check_levels:
+    from synthembed.cli.synthesize import finish_run
+
+    code = finish_run(args, summary)
+    if args.check_levels and code == 0:
         check_levels(args.output, args.check_levels)
-    return 0 if summary.complete else 3
+    return code
 
 
 def _backend(args: argparse.Namespace):
