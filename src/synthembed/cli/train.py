@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--negative-column", default=None, help="'none' for pairs without hard negatives")
     parser.add_argument("--dataset-split", default=None, help="split of a Hugging Face dataset (default: train)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N usable rows")
+    parser.add_argument("--max-bad-rows", type=float, default=None,
+                        help="fail when more than this share of the rows is unusable (malformed or empty; default 0.5)")
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="per process")
@@ -57,7 +59,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     """The config keys given on the command line (None = not given)."""
     keys = (
         "data", "output", "model", "pooling", "mlp_train_only", "anchor_column", "positive_column",
-        "dataset_split", "limit", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
+        "dataset_split", "limit", "max_bad_rows", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
         "temperature", "hard_negative_weight", "mlm_weight", "precision", "seed", "eval_steps",
         "curriculum", "stage_fractions",
     )

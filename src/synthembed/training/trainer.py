@@ -231,6 +231,7 @@ def fit(
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from synthembed.training import checkpoints as ckpt
+    from synthembed.training.max_length import inference_length
 
     settings = settings or FitSettings()
     output = Path(output_dir)
@@ -332,8 +333,14 @@ def fit(
             "steps_done": trainer.state.global_step,
         }
         full_record["result"] = best
+        train_length = getattr(model, "max_seq_length", None)
+        full_record["fit"].update(train_max_length=train_length, saved_max_seq_length=inference_length(model))
         staging = ckpt.begin_publish(output)  # the final folder is written whole, then swapped in
-        _save_model(model, staging)
+        model.max_seq_length = inference_length(model) or train_length  # for inference, not the training length
+        try:
+            _save_model(model, staging)
+        finally:
+            model.max_seq_length = train_length
         if metric_key is not None:
             write_dev_curve(staging / DEV_CURVE_FILE, trainer.state.log_history, metric_key)
         atomic_write_text(staging / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
@@ -385,6 +392,9 @@ def _append_model_card(output: Path, method: str, data: str, record: dict[str, A
             f"- Selected checkpoint: step {result.get('best_checkpoint_step')} by {fit_record.get('selection_metric')} "
             f"= {result['best_metric']:.2f} (dev sets only; the curve is in {DEV_CURVE_FILE})"
         )
+    if fit_record.get("train_max_length") is not None:
+        lines.append(f"- Max length: trained at {fit_record['train_max_length']} tokens; saved with "
+                     f"max_seq_length {fit_record.get('saved_max_seq_length')} (the base model's, for inference)")
     lines.append(f"- Full configuration: {CONFIG_FILE}")
     atomic_write_text(card, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 
