@@ -171,3 +171,49 @@ def test_unwritable_folder_is_refused(tmp_path: Path) -> None:
             check_output(locked / "out")
     finally:
         locked.chmod(0o755)
+
+
+# ---------------------------------------------------------------- argument checks before any model is loaded
+def test_model_arguments_are_checked_before_any_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _inputs(tmp_path)
+    # chains: the teacher is checked before the (also missing) LLM would be loaded
+    argv = ["synthesize", "chains", "--input", str(data), "--output", str(tmp_path / "c"), "--model", "/no/llm",
+            "--teacher", "/no/teacher"]
+    assert main(argv) == 2
+    assert "--teacher /no/teacher: no such file or folder" in capsys.readouterr().err
+    # graded: --check-levels is checked before synthesis, so nothing is written
+    argv = ["synthesize", "graded", "--mode", "levels", "--backend", "fake", "--input", str(data),
+            "--output", str(tmp_path / "g"), "--check-levels", "/no/encoder", "--no-progress"]
+    assert main(argv) == 2
+    assert "--check-levels /no/encoder: no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "g" / "records").exists()
+
+
+def test_sigterm_flushes_exits_143_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """SIGTERM is handled like Ctrl-C: buffered rows are written, the lock released, exit 143."""
+    from synthembed.synthesis.records import read_manifest
+
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"Sentence number {i} is about a quiet little town.\n" for i in range(400)))
+    out = tmp_path / "out"
+    script = ("import sys, time\nfrom synthembed.llm import fake\nreal = fake.FakeBackend.answer\n"
+              "def slow(self, request):\n    time.sleep(0.01)\n    return real(self, request)\n"
+              "fake.FakeBackend.answer = slow\nfrom synthembed.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    argv = ["synthesize", "syncse", "--backend", "fake", "--input", str(data), "--output", str(out),
+            "--no-progress", "--shard-size", "1000", "--flush-seconds", "1000"]
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen([sys.executable, "-c", script, *argv], env=env, stderr=subprocess.PIPE, text=True)
+    import time
+
+    deadline = time.monotonic() + 120
+    while not (out / "cache.sqlite").exists() and time.monotonic() < deadline:  # the run has started sending
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM; what was written is kept" in err
+    manifest = read_manifest(out)
+    assert manifest["complete"] is False and 0 < manifest["rows_done"] < 400  # buffered rows were flushed
+    assert not lock_path(out).exists()
+    assert main(argv) == 0 and read_manifest(out)["rows_done"] == 400

@@ -68,6 +68,10 @@ def _run(args: argparse.Namespace) -> int:
     from synthembed.synthesis.graded import FAMILIES, BrainstormTask, GradedTask, load_prompts, run_graded
     from synthembed.synthesis.runner import RunOptions
 
+    if args.check_levels:  # before any synthesis, not after
+        from synthembed.cli._common import check_encoder_reference
+
+        check_encoder_reference(args.check_levels, "--check-levels")
     rows = input_rows_from_args(args)
     if args.mode in ("partial", "levels") and not rows:
         raise SynthEmbedError(f"--mode {args.mode} needs queries: --input FILE or --dataset NAME --column COL")
