@@ -217,3 +217,37 @@ def test_sigterm_flushes_exits_143_and_the_same_command_resumes(tmp_path: Path) 
     assert manifest["complete"] is False and 0 < manifest["rows_done"] < 400  # buffered rows were flushed
     assert not lock_path(out).exists()
     assert main(argv) == 0 and read_manifest(out)["rows_done"] == 400
+
+
+def test_disk_full_during_a_run_is_one_line_and_the_same_command_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from synthembed.synthesis import records
+    from synthembed.synthesis.records import iter_records, read_manifest
+
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"Sentence number {i} is about a quiet little town.\n" for i in range(30)))
+    out = tmp_path / "out"
+    argv = ["synthesize", "syncse", "--backend", "fake", "--input", str(data), "--output", str(out),
+            "--no-progress", "--shard-size", "4"]
+    real = records.atomic_write_text
+    calls = {"n": 0}
+
+    def filling_disk(path, text):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(records, "atomic_write_text", filling_disk)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "No space left on device" in err and "run the same command again" in err
+    monkeypatch.setattr(records, "atomic_write_text", real)
+    assert main(argv) == 0
+    manifest = read_manifest(out)
+    assert manifest["complete"] and manifest["rows_done"] == 30
+    ids = [r["id"] for r in iter_records(out)]
+    assert len(ids) == len(set(ids)) == manifest["counts"]["written"]

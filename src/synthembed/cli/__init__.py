@@ -8,6 +8,7 @@ libraries lazily so ``synthembed --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import pkgutil
@@ -50,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SynthEmbedError as exc:
         print(f"synthembed: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"synthembed: error: {where}{exc.strerror or exc}; what was written before is kept: free space "
+              "(or fix the file system) and run the same command again to resume", file=sys.stderr)
+        return 2
     except Terminated:
         print("synthembed: stopped by SIGTERM; what was written is kept: run the same command again to resume",
               file=sys.stderr)
@@ -61,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # the disk, not a bug: one line, not a traceback
 
 
 class Terminated(KeyboardInterrupt):
