@@ -11,6 +11,7 @@ every answer it received.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import threading
 import time
@@ -68,20 +69,16 @@ class RequestCache:
         """Store the answer (or final error) to `request`; a transient error is not stored."""
         if generation.transient:
             return
+        row = (request.cache_key(model), generation.text, redact(generation.error), generation.prompt_tokens,
+               generation.completion_tokens, generation.finish_reason, time.time())
         with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    request.cache_key(model),
-                    generation.text,
-                    redact(generation.error),
-                    generation.prompt_tokens,
-                    generation.completion_tokens,
-                    generation.finish_reason,
-                    time.time(),
-                ),
-            )
-            self._conn.commit()
+            try:
+                self._conn.execute("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                self._conn.commit()
+            except sqlite3.OperationalError as exc:
+                if "full" in str(exc):  # SQLITE_FULL: the disk, reported like any other full disk
+                    raise OSError(errno.ENOSPC, f"No space left on device ({exc})", str(self.path)) from None
+                raise
 
     def __len__(self) -> int:
         with self._lock:
