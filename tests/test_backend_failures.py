@@ -221,3 +221,20 @@ def test_redact_helper() -> None:
     for secret in ("my-local-key-42", "abc.def-123", "zzz", "AbCdEf0123456789"):
         assert secret not in cleaned
     assert redact("nothing to hide here") == "nothing to hide here" and redact(None) is None
+
+
+def test_scratch_anchor_step_stopped_by_the_breaker_stops_the_run(tmp_path, capsys) -> None:
+    """Two-step synthesis (scratch anchors first): a dead server stops at step 1 with exit 4, then resumes."""
+    out = tmp_path / "out"
+    with LoopbackServer(responder=lambda body: "\n".join(_answer({"messages": [m, {"n": i}]})
+                                                          for i, m in enumerate(body["messages"] * 8))) as server:
+        server.status_all = 500
+        argv = ["synthesize", "syncse", "--mode", "scratch", "--backend", "openai", "--base-url", server.base_url,
+                "--model", "m", "--limit", "40", "--output", str(out), "--no-progress", "--max-retries", "0",
+                "--error-window", "2"]
+        assert main(argv) == 4
+        assert "circuit breaker" in capsys.readouterr().err
+        assert not (out / "records").exists() or not list((out / "records").glob("part-*"))
+        server.status_all = None
+        assert main([*argv, "--retry-errors"]) in (0, 3)  # every anchor request answered now
+    assert read_manifest(out / "anchors")["counts"]["dropped"].get("backend_error", 0) == 0

@@ -49,7 +49,7 @@ from synthembed.synthesis.inputs import InputRow, InputSet
 from synthembed.synthesis.progress import Progress, format_summary
 from synthembed.synthesis.records import RecordStore
 
-__all__ = ["Drop", "LLMTask", "RunOptions", "RunSummary", "iter_generations", "row_rng", "run_task"]
+__all__ = ["Drop", "LLMTask", "RunOptions", "RunSummary", "iter_generations", "row_rng", "run_task", "two_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,20 @@ class RunSummary:
     def backend_errors(self) -> int:
         """Rows dropped because the backend failed (to retry with ``retry_errors``)."""
         return int(self.counts.get("backend_error", 0))
+
+
+def two_step(first: RunSummary, run_second: Callable[[], RunSummary]) -> RunSummary:
+    """The summary of a two-step synthesis (scratch anchors, brainstormed tasks, then the records).
+
+    A first step stopped by the circuit breaker stops there (exit 4, resumable); otherwise the second
+    step runs and the first step's ``backend_error`` drops are counted in its summary, so that the
+    run exits 4 and ``--retry-errors`` retries them.
+    """
+    if first.stopped.startswith("circuit breaker"):
+        return first
+    second = run_second()
+    second.counts["backend_error"] += first.backend_errors
+    return second
 
 
 def row_rng(seed: int, task_name: str, row_id: str, slot: str) -> random.Random:
