@@ -238,3 +238,15 @@ def test_scratch_anchor_step_stopped_by_the_breaker_stops_the_run(tmp_path, caps
         server.status_all = None
         assert main([*argv, "--retry-errors"]) in (0, 3)  # every anchor request answered now
     assert read_manifest(out / "anchors")["counts"]["dropped"].get("backend_error", 0) == 0
+
+
+def test_a_dead_server_in_a_fleet_is_skipped_after_the_pre_flight(tmp_path, caplog) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    out = tmp_path / "out"
+    with LoopbackServer(responder=_answer) as server:
+        argv = _argv(tmp_path, dead, out)
+        argv[argv.index(dead) + 1:argv.index(dead) + 1] = [server.base_url]  # --base-url DEAD LIVE
+        with caplog.at_level("WARNING"):
+            assert main(argv) == 0
+    assert f"skipping {dead}: cannot connect" in caplog.text
+    _complete_every_row(out)

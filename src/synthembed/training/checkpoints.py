@@ -96,6 +96,7 @@ def set_aside_incomplete(folder: Path, output: Path) -> list[Path]:
 
 
 def _siblings(output: Path) -> tuple[Path, Path, Path]:
+    output = output.absolute()  # "." and "out/" have a name to put beside them too
     return (output.with_name(f".{output.name}.partial"), output.with_name(f".{output.name}.ready"),
             output.with_name(f".{output.name}.replaced"))
 
