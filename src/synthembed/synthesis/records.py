@@ -85,6 +85,8 @@ def record_files(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     merged = out_dir / MERGED
     shards = _shards(out_dir / "records")
+    if merged.is_file() and not shards:  # a records.jsonl on its own (copied, hand-made): nothing to be older than
+        return [merged]
     if merged.is_file():
         try:
             manifest = read_manifest(out_dir) or {}
