@@ -370,7 +370,7 @@ class OpenAIBackend:
     def _check_server(self, client: Any, url: str) -> str | None:
         import httpx
 
-        hint = f"(check --base-url, --model and ${self.api_key_env})"
+        hint = f"check --base-url, --model and ${self.api_key_env}"
         try:
             response = client.get(f"{url}/models")
             if response.status_code in (404, 405):  # servers without a models endpoint: a 1-token call
@@ -386,7 +386,7 @@ class OpenAIBackend:
             return f"cannot connect to {url}: {exc or type(exc).__name__} (is the server running? {hint})"
         if response.status_code in _FATAL_STATUS:
             return (f"HTTP {response.status_code} from {where} for model {self.model!r}: "
-                    f"{_snippet(response.text)} {hint}")
+                    f"{_snippet(response.text)} ({hint})")
         return None
 
     def close(self) -> None:
