@@ -210,10 +210,13 @@ def _kill_loop(tmp_path: Path, argv_for, started_marker: str, compare_file: str)
             log.append(_run(argv_for(out), kill_at=moment))
     log.append(_run(argv_for(out)))  # the same command, to completion
     diff = _max_diff(reference, out)
+    aside = sorted(p.name for p in (out / ckpt.INCOMPLETE).iterdir())
+    log.append(f"set aside as incomplete (kept in {ckpt.INCOMPLETE}/): {aside}")
     log.append(f"max |reference - resumed| over all weights: {diff}")
     print("\n".join(log))
     assert sum(entry.startswith("killed") for entry in log) >= 10, log
     assert diff == 0.0, log
+    assert {"checkpoint-2", "checkpoint-4", "checkpoint-6"} <= set(aside), log  # the three killed mid-write
     assert (out / compare_file).is_file()
     return log
 
