@@ -52,9 +52,23 @@ def test_plan_resolves_references_and_flags(tmp_path: Path) -> None:
     assert {s.status for s in plan} == {"pending"}
 
 
+def _fake_stage(argv: list[str]) -> int:
+    """Stand-in for a stage's command: writes the smallest output the next stage could use."""
+    out = Path(argv[argv.index("--output") + 1])
+    if argv[0] == "synthesize":
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text(json.dumps({"complete": True, "counts": {"written": 1}}))
+    elif argv[0] in ("train", "refine"):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "modules.json").write_text("[]")
+    else:
+        out.write_text("{}")
+    return 0
+
+
 def test_upstream_change_makes_downstream_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr("synthembed.cli.main", lambda argv: calls.append(list(argv)) or 0)
+    monkeypatch.setattr("synthembed.cli.main", lambda argv: calls.append(list(argv)) or _fake_stage(argv))
     path = write_config(tmp_path)
     execute.run_pipeline(load_pipeline_config(path))
     assert len(calls) == 3
@@ -77,7 +91,7 @@ def test_upstream_change_makes_downstream_stale(tmp_path: Path, monkeypatch: pyt
 
 
 def test_failed_stage_stops_and_is_not_marked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("synthembed.cli.main", lambda argv: 2 if argv[0] == "train" else 0)
+    monkeypatch.setattr("synthembed.cli.main", lambda argv: 2 if argv[0] == "train" else _fake_stage(argv))
     path = write_config(tmp_path)
     with pytest.raises(execute.StageFailed, match="'fit' failed"):
         execute.run_pipeline(load_pipeline_config(path))
@@ -137,3 +151,22 @@ def test_shipped_configs_parse() -> None:
     assert configs, "configs/ is empty"
     for path in configs:
         validate_plan(build_plan(load_pipeline_config(path)))
+
+
+def test_stage_with_nothing_usable_fails_there_and_is_not_marked(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 0 with 0 records (the reported case) must not mark the stage done."""
+    def empty_synthesis(argv: list[str]) -> int:
+        if argv[0] != "synthesize":
+            return _fake_stage(argv)
+        out = Path(argv[argv.index("--output") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = {"complete": True, "counts": {"written": 0, "dropped": {"backend_error": 3}}}
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        return 0
+
+    monkeypatch.setattr("synthembed.cli.main", empty_synthesis)
+    path = write_config(tmp_path)
+    with pytest.raises(execute.StageFailed, match=r"stage 'syn' produced nothing usable: 0 records .*3 backend_error"):
+        execute.run_pipeline(load_pipeline_config(path))
+    assert [s.status for s in build_plan(load_pipeline_config(path))] == ["pending"] * 3

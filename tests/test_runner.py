@@ -241,3 +241,50 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_records(tmp_path, us
     assert len(ids) == len(set(ids)) == 120
     assert read_manifest(out)["counts"]["written"] == 120
     assert len(read_manifest(out)["runs"]) >= 2
+
+
+# ---------------------------------------------------------------- issue 15: one source of truth, retries in place
+def test_a_merged_file_older_than_its_shards_never_wins(tmp_path):
+    """A complete --limit 50 run, then a larger rerun killed midway: readers see every shard row."""
+    from synthembed.synthesis.records import record_files
+    from synthembed.training.data import load_training_rows
+
+    out = tmp_path / "out"
+    rows = [{"id": f"r{i}", "anchor": f"a{i}", "positive": f"p{i}", "negative": f"n{i}"} for i in range(9)]
+    store = RecordStore(out, {"k": 1}, shard_size=2)
+    for row in rows[:3]:
+        store.add(dict(row))
+    store.finish(order=[r["id"] for r in rows[:3]], complete=True)
+    stale = (out / "records.jsonl").read_text()
+    assert len(load_training_rows(out)) == 3
+
+    store = RecordStore(out, {"k": 1}, shard_size=2)  # the rerun resumes the folder ...
+    for row in rows[3:]:
+        store.add(dict(row))
+    store.flush()  # ... writes shards, and is killed before it finishes
+    assert not (out / "records.jsonl").exists()
+    assert len(load_training_rows(out)) == 9
+
+    (out / "records.jsonl").write_text(stale)  # even a stale merged copy put back by hand is not read
+    assert record_files(out) == sorted((out / "records").glob("part-*.jsonl"))
+    assert len(load_training_rows(out)) == 9
+
+
+def test_retry_reasons_supersede_backend_error_drops_only(tmp_path):
+    out = tmp_path / "out"
+    store = RecordStore(out, {"k": 1})
+    store.add({"id": "a", "meta": {}})
+    store.drop("b", "backend_error", detail="HTTP 500")
+    store.drop("c", "copy", detail="same as the input")
+    store.finish(complete=True)
+
+    again = RecordStore(out, {"k": 1})  # without retrying: everything is done
+    assert again.done_ids == {"a", "b", "c"} and not again.retrying
+    retry = RecordStore(out, {"k": 1}, retry_reasons=("backend_error",))
+    assert retry.done_ids == {"a", "c"} and retry.retrying == {"b"}
+    retry.add({"id": "b", "meta": {}})
+    manifest = retry.finish(complete=True)
+    assert manifest["counts"] == {"written": 2, "dropped": {"copy": 1}}
+    reread = RecordStore(out, {"k": 1})  # the later shard supersedes the old drop when read back
+    assert reread.done_ids == {"a", "b", "c"} and reread.counts["backend_error"] == 0
+    assert sorted(r["id"] for r in iter_records(out)) == ["a", "b"]

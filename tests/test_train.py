@@ -275,3 +275,44 @@ def test_decoder_backbone_encodes_plain_text(tiny_llama_dir: Path) -> None:
     ids = model.preprocess(["A man is playing a guitar."])["input_ids"][0].tolist()
     assert ids == model[0].tokenizer("A man is playing a guitar.")["input_ids"]
     assert "message" not in model[0].modality_config
+
+
+# ---------------------------------------------------------------- issue 15: malformed rows, saved max length
+def test_malformed_rows_are_reported_with_file_line_and_field(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = [{"id": f"ok{i}", "anchor": f"a{i}", "positive": f"p{i}", "negative": f"n{i}"} for i in range(5)]
+    rows.insert(2, {"id": "bad", "anchor": 42, "positive": "p", "negative": "n"})
+    path = _write_jsonl(tmp_path / "mixed.jsonl", rows)
+    with caplog.at_level("WARNING"):
+        loaded = load_training_rows(path)
+    assert len(loaded) == 5 and loaded.skipped == {"malformed anchor": 1}
+    assert loaded.examples == [f"{path}:3: malformed: 'anchor' is int '42', not text"]
+    assert f"{path}:3: malformed: 'anchor' is int" in caplog.text
+    # a synthesis folder names the shard file and its line
+    (tmp_path / "out" / "records").mkdir(parents=True)
+    shard = _write_jsonl(tmp_path / "out" / "records" / "part-00000.jsonl", rows)
+    assert load_training_rows(tmp_path / "out").examples[0].startswith(f"{shard}:3: malformed")
+
+
+def test_too_many_bad_rows_is_an_error(tmp_path: Path) -> None:
+    rows = [{"anchor": ["a", "list"], "positive": "p", "negative": "n"}] * 3 + [
+        {"anchor": "a", "positive": "p", "negative": "n"}] * 2
+    path = _write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError, match=r"bad\.jsonl: 3 of 5 rows unusable \(3 malformed anchor\), more than the 50% "
+                       r"allowed \(max_bad_rows\); first: .*bad\.jsonl:1: malformed: 'anchor' is list"):
+        load_training_rows(path)
+    assert len(load_training_rows(path, max_bad_share=0.6)) == 2
+
+
+def test_saved_model_keeps_the_base_inference_length(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from synthembed.models.encoder import load_encoder
+
+    base = load_encoder(str(tiny_bert_dir)).max_seq_length
+    assert base is not None and base > 16
+    output = _train(tmp_path, tiny_bert_dir, None, tmp_path / "m", max_length=16, max_steps=1, pooling="mean")
+    loaded = SentenceTransformer(str(output), trust_remote_code=True)  # our pooling module is not an ST class
+    assert loaded.max_seq_length == base  # plain loading: no silent truncation at 16
+    record = yaml.safe_load((output / "train_config.yaml").read_text())
+    assert record["fit"]["train_max_length"] == 16 and record["fit"]["saved_max_seq_length"] == base
+    assert "trained at 16 tokens" in (output / "README.md").read_text()

@@ -37,6 +37,7 @@ class TrainConfig:
     negative_column: str | None = "negative"  # None: pairs only (in-batch negatives)
     dataset_split: str = "train"  # for Hugging Face datasets
     limit: int | None = None  # use only the first N usable rows
+    max_bad_rows: float = 0.5  # more than this share of rows skipped (malformed, empty) is an error
     max_length: int = 32
     batch_size: int = 64
     lr: float = 5e-5
@@ -67,6 +68,7 @@ class TrainConfig:
             raise SynthEmbedError("no output folder given (--output or `output:` in the config)")
         checks = [
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (0 <= self.max_bad_rows <= 1, "max_bad_rows must be in [0, 1]"),
             (self.max_length >= 1, "max_length must be >= 1"),
             (self.lr > 0, "lr must be positive"),
             (self.temperature > 0, "temperature must be positive"),

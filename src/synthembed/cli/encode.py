@@ -19,6 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synthembed.io.outputs import claim_output
+
+    with claim_output(args.output, "encode", "file"):  # checked and locked before the model loads
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import io
 
     import numpy as np

@@ -41,10 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synthembed.evaluation.report import format_table
-    from synthembed.evaluation.suite import evaluate_model, expand_task_names, json_safe
-    from synthembed.io.atomic import atomic_write_json
-    from synthembed.models.encoder import load_encoder
+    import contextlib
+
+    from synthembed.evaluation.suite import expand_task_names
+    from synthembed.io.outputs import claim_output
 
     if args.batch_size < 1:
         raise SystemExit("synthembed evaluate: --batch-size must be at least 1")
@@ -55,6 +55,18 @@ def run(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is not None and not data_dir.is_dir():
         raise SystemExit(f"synthembed evaluate: data folder not found: {data_dir}")
+    with contextlib.ExitStack() as stack:
+        if args.output is not None:  # checked and locked before the evaluation work, not after it
+            stack.enter_context(claim_output(args.output, "evaluate", "file"))
+        return _evaluate(args, tasks, data_dir)
+
+
+def _evaluate(args: argparse.Namespace, tasks: list[str], data_dir: Path | None) -> int:
+    from synthembed.evaluation.report import format_table
+    from synthembed.evaluation.suite import evaluate_model, json_safe
+    from synthembed.io.atomic import atomic_write_json
+    from synthembed.models.encoder import load_encoder
+
     model = load_encoder(args.model, pooling=args.pooling, max_length=args.max_length)
     try:
         results = evaluate_model(

@@ -46,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from synthembed.io.outputs import claim_output
+
+    with claim_output(args.output, 'refine', "dir"):  # checked and locked before any work
+        return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
     import json
 
     from synthembed.errors import SynthEmbedError

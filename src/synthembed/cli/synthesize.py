@@ -21,6 +21,8 @@ __all__ = [
     "add_sampling_arguments",
     "backend_from_args",
     "backend_options_from_args",
+    "finish_run",
+    "resume_command",
     "input_rows_from_args",
     "register",
     "run_options_from_args",
@@ -127,14 +129,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--flush-seconds", type=float, default=30.0, help="write a partial shard at least this often")
     group.add_argument("--cache", type=Path, default=None, help="request cache file (default OUTPUT/cache.sqlite)")
     group.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
-    group.add_argument("--retry-errors", action="store_true", help="resend requests whose cached answer is an error (rows already dropped in OUTPUT stay dropped: "
-                       "use a new --output with the same --cache to retry them)")
+    group.add_argument("--retry-errors", action="store_true",
+                       help="try again, in the same OUTPUT, the rows dropped as backend_error (and requests whose cached "
+                       "answer is an error); content drops (meta text, copies, ...) stay as they are")
+    group.add_argument("--max-error-rate", type=float, default=0.5,
+                       help="circuit breaker: stop (exit 4, resumable) when more than this share of the last "
+                       "--error-window requests failed (default 0.5)")
+    group.add_argument("--error-window", type=int, default=20, help="circuit breaker window in requests (default 20)")
     group.add_argument("--overwrite", action="store_true", help="delete OUTPUT first instead of resuming it")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of `synthembed.synthesis.runner.RunOptions`."""
+    from synthembed.errors import SynthEmbedError
+
+    if not 0 < args.max_error_rate <= 1 or args.error_window < 1:
+        raise SynthEmbedError("--max-error-rate must be in (0, 1] and --error-window at least 1")
     return {
         "output": args.output,
         "limit": args.limit,
@@ -146,7 +157,44 @@ def run_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "retry_errors": args.retry_errors,
         "overwrite": args.overwrite,
         "progress": not args.no_progress,
+        "max_error_rate": args.max_error_rate,
+        "error_window": args.error_window,
     }
+
+
+EXIT_INCOMPLETE = 3  # stopped early (token budget): the same command resumes
+EXIT_BACKEND_ERRORS = 4  # rows dropped as backend_error or the circuit breaker stopped the run: rerun with --retry-errors
+
+
+def resume_command(args: argparse.Namespace, *, retry_errors: bool) -> str:
+    """The exact command line that continues this run (with --retry-errors when asked), without --overwrite."""
+    import shlex
+
+    argv = [a for a in getattr(args, "argv", []) if a != "--overwrite"]
+    if retry_errors and "--retry-errors" not in argv:
+        argv.append("--retry-errors")
+    return shlex.join(["synthembed", *argv])
+
+
+def finish_run(args: argparse.Namespace, summary: Any) -> int:
+    """Print a run's summary and what to do next; the exit code (0 complete, 3 incomplete, 4 backend errors)."""
+    import sys
+
+    print(summary.text())
+    errors = summary.backend_errors
+    if summary.stopped.startswith("circuit breaker"):
+        print(f"synthembed: stopped by the {summary.stopped}", file=sys.stderr)
+        print(f"everything written is kept; when the server works again, continue with:\n  "
+              f"{resume_command(args, retry_errors=True)}", file=sys.stderr)
+        return EXIT_BACKEND_ERRORS
+    if not summary.complete:
+        return EXIT_INCOMPLETE
+    if errors:
+        print(f"synthembed: {errors} row(s) dropped because the backend failed (backend_error); retry them "
+              f"in place with:\n  {resume_command(args, retry_errors=True)}", file=sys.stderr)
+        return EXIT_BACKEND_ERRORS
+    print(f"records: {args.output / 'records.jsonl'}")
+    return 0
 
 
 # ---------------------------------------------------------------- input options

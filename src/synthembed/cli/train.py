@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--negative-column", default=None, help="'none' for pairs without hard negatives")
     parser.add_argument("--dataset-split", default=None, help="split of a Hugging Face dataset (default: train)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N usable rows")
+    parser.add_argument("--max-bad-rows", type=float, default=None,
+                        help="fail when more than this share of the rows is unusable (malformed or empty; default 0.5)")
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="per process")
@@ -57,7 +59,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     """The config keys given on the command line (None = not given)."""
     keys = (
         "data", "output", "model", "pooling", "mlp_train_only", "anchor_column", "positive_column",
-        "dataset_split", "limit", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
+        "dataset_split", "limit", "max_bad_rows", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
         "temperature", "hard_negative_weight", "mlm_weight", "precision", "seed", "eval_steps",
         "curriculum", "stage_fractions",
     )
@@ -76,6 +78,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from synthembed.config import TrainConfig, build_config, load_config
+    from synthembed.io.outputs import claim_output
     from synthembed.training.syncse import train_from_config
     from synthembed.training.trainer import is_main_process
 
@@ -84,13 +87,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(TrainConfig, args.config, {k: v for k, v in overrides.items() if v is not None})
     if negative_given and overrides["negative_column"] is None:
         config = build_config(TrainConfig, {**config.to_dict(), "negative_column": None}, "command line")
-    if config.curriculum is not None:
-        from synthembed.training.curriculum import CurriculumSpec, train_graded
+    config.validate()
+    with claim_output(config.output, "train", lock=is_main_process()):  # checked and locked before any work
+        if config.curriculum is not None:
+            from synthembed.training.curriculum import CurriculumSpec, train_graded
 
-        spec = CurriculumSpec(order=config.curriculum, stage_fractions=config.stage_fractions, seed=config.seed)
-        output = train_graded(config, spec, dev=not args.no_dev)
-    else:
-        output = train_from_config(config, dev=not args.no_dev)
+            spec = CurriculumSpec(order=config.curriculum, stage_fractions=config.stage_fractions, seed=config.seed)
+            output = train_graded(config, spec, dev=not args.no_dev)
+        else:
+            output = train_from_config(config, dev=not args.no_dev)
     if is_main_process():  # under torchrun only the main process saves
         print(f"wrote {output}")
     return 0

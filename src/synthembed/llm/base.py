@@ -25,6 +25,7 @@ __all__ = [
     "Message",
     "SamplingParams",
     "derive_seed",
+    "preflight",
 ]
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
@@ -97,6 +98,8 @@ class Generation:
 
     ``finish_reason`` is ``stop`` (end of text or a stop string), ``length`` (max_new_tokens hit) or
     ``error``; ``cached`` is True when the answer came from the request cache, not the backend.
+    ``transient`` marks an error of the connection or the server (refused, timeout, 5xx, cut answer)
+    rather than of the request: such errors are never cached, so a later run sends the request again.
     """
 
     request_id: str
@@ -106,6 +109,7 @@ class Generation:
     completion_tokens: int = 0
     finish_reason: str = "stop"
     cached: bool = False
+    transient: bool = False
 
     @property
     def ok(self) -> bool:
@@ -126,6 +130,14 @@ class LLMBackend(Protocol):
     def close(self) -> None:
         """Release clients, threads, models."""
         ...
+
+
+def preflight(backend: LLMBackend) -> None:
+    """Ask a backend that talks to a server to check it can be used (``backend.preflight()``, if it
+    has one) before any request of a run is sent: raises `BackendError` naming the URL and the cause."""
+    check = getattr(backend, "preflight", None)
+    if callable(check):
+        check()
 
 
 def derive_seed(*parts: object, bits: int = 31) -> int:

@@ -1,13 +1,17 @@
 """Request cache in sqlite: key = hash(model, messages, sampling params); stores errors as well.
 
 A re-run (or a resumed run) looks every request up before sending it, so nothing already answered
-is sent twice. Final errors (after the backend's retries) are cached too, so a re-run does not hammer
-a server with requests that failed for good; ``retry_errors=True`` ignores cached errors. Writes are
-committed one by one (WAL journal), so a killed run keeps every answer it received.
+is sent twice. Final errors of a request (a 400: the server refuses this payload) are cached too, so
+a re-run does not hammer a server with requests that fail for good; ``retry_errors=True`` ignores
+cached errors. Errors of the connection or the server (``Generation.transient``: refused, timeout,
+5xx) are never cached: they say nothing about the request. Error texts pass through
+`synthembed.llm.redact.redact`. Writes are committed one by one (WAL journal), so a killed run keeps
+every answer it received.
 """
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import threading
 import time
@@ -15,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from synthembed.llm.base import ChatRequest, Generation
+from synthembed.llm.redact import redact
 
 __all__ = ["RequestCache"]
 
@@ -61,21 +66,19 @@ class RequestCache:
         return Generation(request.id, row[0], row[1], row[2], row[3], row[4], cached=True)
 
     def put(self, request: ChatRequest, model: str, generation: Generation) -> None:
-        """Store the answer (or final error) to `request`."""
+        """Store the answer (or final error) to `request`; a transient error is not stored."""
+        if generation.transient:
+            return
+        row = (request.cache_key(model), generation.text, redact(generation.error), generation.prompt_tokens,
+               generation.completion_tokens, generation.finish_reason, time.time())
         with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    request.cache_key(model),
-                    generation.text,
-                    generation.error,
-                    generation.prompt_tokens,
-                    generation.completion_tokens,
-                    generation.finish_reason,
-                    time.time(),
-                ),
-            )
-            self._conn.commit()
+            try:
+                self._conn.execute("INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                self._conn.commit()
+            except sqlite3.OperationalError as exc:
+                if "full" in str(exc):  # SQLITE_FULL: the disk, reported like any other full disk
+                    raise OSError(errno.ENOSPC, f"No space left on device ({exc})", str(self.path)) from None
+                raise
 
     def __len__(self) -> int:
         with self._lock:

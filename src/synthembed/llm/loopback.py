@@ -13,6 +13,11 @@ not JSON; timeout = wait ``hang`` seconds before answering) and then answer norm
 always answers 400; ``[[401]]`` always 401. ``server.hits`` counts requests per message;
 ``server.total`` all requests; ``server.max_in_flight`` the most requests handled at once;
 ``server.authorizations`` the Authorization headers seen; ``server.bodies`` the JSON bodies.
+
+``server.status_all = 500`` (or 401, 404 ...; settable while it runs, ``None`` = healthy) answers every
+request with that status, a server that is down for good or misconfigured; ``GET /v1/models`` lists
+one model unless ``models_endpoint=False`` (then 404, like servers without it). ``server.echo_auth``
+puts the Authorization header into error bodies, like servers that quote what they were sent.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from typing import Any
 __all__ = ["LoopbackServer"]
 
 _MARK = re.compile(r"\[\[(429|500|garbage|timeout)x(\d+)\]\]|\[\[(400|401)\]\]")
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
-            500: "Internal Server Error"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            429: "Too Many Requests", 500: "Internal Server Error"}
 
 
 def _echo(body: dict[str, Any]) -> str:
@@ -47,7 +52,13 @@ class LoopbackServer:
         hang: float = 5.0,
         responder: Callable[[dict[str, Any]], str] = _echo,
         retry_after: str = "0",
+        models_endpoint: bool = True,
+        port: int = 0,
     ) -> None:
+        self.models_endpoint = models_endpoint
+        self.status_all: int | None = None
+        self.echo_auth = False
+        self.model_requests = 0
         self.delay = delay
         self.hang = hang
         self.responder = responder
@@ -61,7 +72,7 @@ class LoopbackServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
-        self._port = 0
+        self._port = port  # 0: any free port
 
     @property
     def base_url(self) -> str:
@@ -75,7 +86,7 @@ class LoopbackServer:
         def run() -> None:
             loop = self._loop = asyncio.new_event_loop()
             server = self._server = loop.run_until_complete(
-                asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024)
+                asyncio.start_server(self._connection, "127.0.0.1", self._port, backlog=1024)
             )
             self._port = server.sockets[0].getsockname()[1]
             ready.set()
@@ -108,6 +119,13 @@ class LoopbackServer:
                         key, value = line.split(":", 1)
                         headers[key.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                if method == "GET" and path.rstrip("/") == "/v1/models" and self.models_endpoint:
+                    self.model_requests += 1
+                    if self.status_all is not None:
+                        await self._send(writer, self.status_all, self._error_body(self.status_all, headers))
+                    else:
+                        await self._send(writer, 200, b'{"object": "list", "data": [{"id": "loopback", "object": "model"}]}')
+                    continue
                 if method != "POST" or path.rstrip("/") != "/v1/chat/completions":
                     await self._send(writer, 404, b'{"error": "not found"}')
                     continue
@@ -115,6 +133,10 @@ class LoopbackServer:
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 try:
+                    if self.status_all is not None:
+                        self.total += 1
+                        await self._send(writer, self.status_all, self._error_body(self.status_all, headers))
+                        continue
                     await self._handle(writer, json.loads(body))
                 finally:
                     self.in_flight -= 1
@@ -122,6 +144,12 @@ class LoopbackServer:
             pass
         finally:
             writer.close()
+
+    def _error_body(self, status: int, headers: dict[str, str]) -> bytes:
+        message = f"injected {status}"
+        if self.echo_auth:
+            message += f" (you sent Authorization: {headers.get('authorization')})"
+        return json.dumps({"error": {"message": message}}).encode()
 
     async def _send(self, writer: asyncio.StreamWriter, status: int, data: bytes,
                     headers: dict[str, str] | None = None) -> None:
@@ -143,7 +171,7 @@ class LoopbackServer:
         match = _MARK.search(last)
         if match and match.group(3):
             status = int(match.group(3))
-            await self._send(writer, status, json.dumps({"error": {"message": f"injected {status}"}}).encode())
+            await self._send(writer, status, self._error_body(status, {"authorization": self.authorizations[-1] or ""}))
             return
         if match and attempt <= int(match.group(2)):
             kind = match.group(1)

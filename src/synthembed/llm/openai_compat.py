@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from synthembed.llm.base import BackendError, ChatRequest, Generation, truncate_at_stop
+from synthembed.llm.redact import redact, register_secret
 
 __all__ = ["OpenAIBackend", "retry_after_seconds"]
 
@@ -117,6 +118,8 @@ class OpenAIBackend:
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ValueError("base_url: give at least one server")
+        for url in urls:
+            check_url(url)
         self.model = model
         self.base_urls = [u.rstrip("/") for u in urls]
         self.base_url = ", ".join(self.base_urls)
@@ -124,6 +127,7 @@ class OpenAIBackend:
         self.cooldown = cooldown
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None  # optional: local servers need none
+        register_secret(self._api_key)  # never stored or printed, even when a server echoes it
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_retries = max_retries
@@ -304,8 +308,8 @@ class OpenAIBackend:
             logger.debug("request %s: %s; retry %d in %.2f s", request.id, last_error, attempt + 1, delay)
             if delay:
                 await self.sleep(delay)
-        return Generation(request.id, None, f"request {request.id}: {last_error} (gave up after "
-                          f"{self.max_retries} retries)", finish_reason="error")
+        return Generation(request.id, None, redact(f"request {request.id}: {last_error} (gave up after "
+                          f"{self.max_retries} retries)"), finish_reason="error", transient=True)
 
     def _parse_response(self, request: ChatRequest, response: Any, url: str) -> Generation:
         status = response.status_code
@@ -338,10 +342,67 @@ class OpenAIBackend:
         return Generation(request.id, text.strip(), None, int(usage.get("prompt_tokens") or 0),
                           int(usage.get("completion_tokens") or 0), "length" if finish == "length" else "stop")
 
+    # ---------------------------------------------------------------- pre-flight
+    def preflight(self) -> None:
+        """One cheap request per server before a run: ``GET /models``, else a 1-token chat completion.
+
+        A refused connection, an unknown host, a timeout, or HTTP 401/403/404 raise `BackendError`
+        naming the URL and the cause (exit 2), instead of a run whose every row fails. With several
+        servers, the ones that fail are dropped with a warning as long as one is left. 5xx and 429
+        are not judged here: the run's retries and circuit breaker handle a server that is busy.
+        """
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        problems: dict[str, str] = {}
+        with httpx.Client(headers=headers, timeout=min(self.timeout, 30.0)) as client:
+            for url in self.base_urls:
+                problem = self._check_server(client, url)
+                if problem is not None:
+                    problems[url] = redact(problem)
+        if problems and len(problems) == len(self.base_urls):
+            raise BackendError("; ".join(problems.values()))
+        for url, problem in problems.items():
+            logger.warning("skipping %s: %s", url, problem)
+            self.base_urls.remove(url)
+        self.base_url = ", ".join(self.base_urls)
+
+    def _check_server(self, client: Any, url: str) -> str | None:
+        import httpx
+
+        hint = f"check --base-url, --model and ${self.api_key_env}"
+        try:
+            response = client.get(f"{url}/models")
+            if response.status_code in (404, 405):  # servers without a models endpoint: a 1-token call
+                body = {**self.payload(ChatRequest("preflight", ({"role": "user", "content": "Hi"},))),
+                        "max_tokens": 1}
+                response = client.post(f"{url}/chat/completions", json=body)
+                where = f"{url}/chat/completions"
+            else:
+                where = f"{url}/models"
+        except httpx.TimeoutException:
+            return f"no answer from {url} within {min(self.timeout, 30.0):g} s (is the server up? {hint})"
+        except httpx.TransportError as exc:
+            return f"cannot connect to {url}: {exc or type(exc).__name__} (is the server running? {hint})"
+        if response.status_code in _FATAL_STATUS:
+            return (f"HTTP {response.status_code} from {where} for model {self.model!r}: "
+                    f"{_snippet(response.text)} ({hint})")
+        return None
+
     def close(self) -> None:
         pass
 
 
+def check_url(url: str) -> None:
+    """Raise `BackendError` for a base URL that cannot work (no http:// or https://, no host)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        guess = url if "://" in url else f"http://{url}"
+        raise BackendError(f"--base-url {url!r} is not an http(s) URL (did you mean {guess!r}?)")
+
+
 def _snippet(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
+    text = redact(" ".join(text.split())) or ""
     return text if len(text) <= limit else text[:limit] + "..."

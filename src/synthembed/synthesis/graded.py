@@ -39,7 +39,7 @@ from synthembed.synthesis.filters import clean_output, meta_reason, normalize
 from synthembed.synthesis.inputs import InputRow, InputSet
 from synthembed.synthesis.json_repair import JsonAnswerError, parse_json_answer
 from synthembed.synthesis.records import iter_records
-from synthembed.synthesis.runner import Drop, RunOptions, RunSummary, run_task
+from synthembed.synthesis.runner import Drop, RunOptions, RunSummary, run_task, two_step
 
 __all__ = [
     "FAMILIES",
@@ -344,7 +344,8 @@ def run_graded(
         per = max(1.0, len(tasks) / n_requests)
         n_requests += max(1, math.ceil((wanted - len(tasks)) / per * 1.2))
     stage2 = RunOptions(**{**vars(options), "limit": wanted, "overwrite": False})
-    return run_task(task, tasks, backend, stage2, config={**(config or {}), "brainstorm": brainstorm.config()})
+    return two_step(summary, lambda: run_task(task, tasks, backend, stage2,
+                                              config={**(config or {}), "brainstorm": brainstorm.config()}))
 
 
 def level_order_report(records: Iterable[Mapping[str, Any]], model: Any, batch_size: int = 32) -> dict[str, Any]:

@@ -5,7 +5,9 @@ Layout of an output folder::
     OUT/manifest.json           config, model, backend, seed, counts by outcome, token usage, elapsed, shards
     OUT/records/part-NNNNN.jsonl   kept records, one JSON object per line, each with a unique "id"
     OUT/dropped/part-NNNNN.jsonl   dropped rows: {"id", "reason", "detail", "raw", "meta"} (raw answers kept for debugging)
-    OUT/records.jsonl           all records merged in input order, written when a run completes
+    OUT/records.jsonl           all records merged in input order, written when a run completes; removed
+                                when a run into the folder starts, and only read while the manifest says
+                                complete and lists exactly the shards on disk (it can never be older than them)
 
 API (what a generator of any kind, LLM or not, uses)::
 
@@ -23,6 +25,11 @@ loses at most the unflushed rows (which the next run regenerates, from the reque
 is used) and never duplicates a row: each id is written by exactly one flush, and the files of a
 flush that was cut short are either complete or absent. The manifest is a summary rewritten after
 every flush; the shards are the truth.
+
+Retrying: a row dropped as ``backend_error`` (the server failed, not the answer) can be tried again
+in the same folder (``retry_reasons=("backend_error",)``, what ``--retry-errors`` sets): it is not in
+``done_ids``, and its new outcome, written to a later shard, supersedes the old drop when the folder
+is read. Every other drop (content: meta text, copies, ...) stays as it is.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from typing import Any
 
 from synthembed.errors import DataError, SynthEmbedError
 from synthembed.io.atomic import atomic_write_json, atomic_write_text
+from synthembed.llm.redact import redact
 
 __all__ = ["RecordStore", "iter_records", "read_manifest", "record_files"]
 
@@ -69,9 +77,27 @@ def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def record_files(out_dir: str | Path) -> list[Path]:
-    """The files holding a folder's kept records: the merged records.jsonl of a complete run, else its shards."""
-    merged = Path(out_dir) / MERGED
-    return [merged] if merged.is_file() else _shards(Path(out_dir) / "records")
+    """The files holding a folder's kept records: the merged records.jsonl of a complete run, else its shards.
+
+    The merged file is used only while the manifest says the run is complete and lists exactly the
+    shards on disk, so a merged file older than its shards (a later run resumed the folder) never wins.
+    """
+    out_dir = Path(out_dir)
+    merged = out_dir / MERGED
+    shards = _shards(out_dir / "records")
+    if merged.is_file() and not shards:  # a records.jsonl on its own (copied, hand-made): nothing to be older than
+        return [merged]
+    if merged.is_file():
+        try:
+            manifest = read_manifest(out_dir) or {}
+        except (OSError, ValueError):
+            manifest = {}
+        listed = manifest.get("shards", {}).get("records") if isinstance(manifest.get("shards"), dict) else None
+        if manifest.get("complete") is True and listed == [p.name for p in shards]:
+            return [merged]
+        logger.warning("%s is older than the shards beside it (a later run resumed the folder): reading the shards",
+                       merged)
+    return shards
 
 
 def iter_records(out_dir: str | Path) -> Iterator[dict[str, Any]]:
@@ -99,12 +125,14 @@ class RecordStore:
         flush_seconds: float = 30.0,
         overwrite: bool = False,
         check_keys: Sequence[str] = (),
+        retry_reasons: Sequence[str] = (),
     ) -> None:
         """Open `out_dir`, resuming it when it holds an earlier run.
 
         ``config`` is recorded in the manifest; the keys named in ``check_keys`` must match the
         earlier run's config (resuming with another model or seed would mix two datasets), else a
-        `SynthEmbedError` asks for ``--overwrite`` or a new folder.
+        `SynthEmbedError` asks for ``--overwrite`` or a new folder. Rows dropped for one of
+        ``retry_reasons`` are not done: they are to be tried again (see the module docstring).
         """
         if shard_size < 1:
             raise ValueError("shard_size must be >= 1")
@@ -140,8 +168,12 @@ class RecordStore:
         self.usage: Counter = Counter()  # prompt_tokens, completion_tokens, cached_requests, requests
         self.extra_counts: Counter = Counter()  # e.g. input rows skipped before the runner
         self._next_part = 0
+        self._drop_reason: dict[str, str] = {}  # id -> reason, for the rows whose outcome is a drop
         self._scan()
+        self.retrying = {i for i, r in self._drop_reason.items() if r in set(retry_reasons)}
+        self.done_ids -= self.retrying
         self._resumed_rows = len(self.done_ids)
+        (self.out_dir / MERGED).unlink(missing_ok=True)  # rewritten when this run completes; never stale
         self._records: list[dict[str, Any]] = []
         self._drops: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
@@ -153,18 +185,33 @@ class RecordStore:
                 tmp.unlink(missing_ok=True)
 
     def _scan(self) -> None:
-        """Rebuild done ids, counts and usage from the shards on disk."""
-        for kind, folder in (("records", self.records_dir), ("dropped", self.dropped_dir)):
-            for shard in _shards(folder):
-                self._next_part = max(self._next_part, int(_PART.match(shard.name).group(1)) + 1)
-                for obj in _read_shard(shard):
-                    row_id = obj.get("id")
-                    if row_id in self.done_ids:
+        """Rebuild done ids, counts and usage from the shards on disk, in flush order (a retried
+        backend_error drop is superseded by the outcome a later flush wrote)."""
+        shards = [(int(_PART.match(p.name).group(1)), kind, p)
+                  for kind, folder in (("dropped", self.dropped_dir), ("records", self.records_dir))
+                  for p in _shards(folder)]
+        seen_in: dict[str, int] = {}
+        for part, kind, shard in sorted(shards, key=lambda t: (t[0], t[1])):
+            self._next_part = max(self._next_part, part + 1)
+            for obj in _read_shard(shard):
+                row_id = obj.get("id")
+                if row_id in self.done_ids:
+                    old = self._drop_reason.get(row_id)
+                    if old != "backend_error" or seen_in[row_id] >= part:
                         raise DataError(shard, f"row id {row_id!r} appears twice in the output; the folder was "
                                         "edited outside SynthEmbed")
-                    self.done_ids.add(row_id)
-                    self.counts["written" if kind == "records" else obj.get("reason", "unknown")] += 1
-                    self._add_usage(obj.get("meta", {}).get("usage"))
+                    self._supersede(row_id)
+                self.done_ids.add(row_id)
+                seen_in[row_id] = part
+                reason = "written" if kind == "records" else obj.get("reason", "unknown")
+                if kind == "dropped":
+                    self._drop_reason[row_id] = reason
+                self.counts[reason] += 1
+                self._add_usage(obj.get("meta", {}).get("usage"))
+
+    def _supersede(self, row_id: str) -> None:
+        """Forget the backend_error drop of `row_id`: a retry gives it a new outcome."""
+        self.counts[self._drop_reason.pop(row_id)] -= 1
 
     def _add_usage(self, usage: dict[str, int] | None) -> None:
         if usage:
@@ -177,6 +224,9 @@ class RecordStore:
             raise ValueError(f"a record needs a non-empty string 'id', got {row_id!r}")
         if row_id in self.done_ids:
             raise ValueError(f"row {row_id!r} was already written or dropped")
+        if row_id in self.retrying:
+            self.retrying.discard(row_id)
+            self._supersede(row_id)
 
     def add(self, record: dict[str, Any]) -> None:
         """Keep one record (a JSON-serialisable dict with a unique string ``id``)."""
@@ -200,9 +250,11 @@ class RecordStore:
         self._check_new(row_id)
         self.done_ids.add(row_id)
         self.counts[reason] += 1
+        self._drop_reason[row_id] = reason
         meta = meta or {}
         self._add_usage(meta.get("usage"))
-        self._drops.append({"id": row_id, "reason": reason, "detail": detail, "raw": raw, "meta": meta})
+        self._drops.append({"id": row_id, "reason": reason, "detail": redact(detail), "raw": _redact_raw(raw),
+                            "meta": meta})
         self._maybe_flush()
 
     @property
@@ -240,7 +292,7 @@ class RecordStore:
             "config": self.config,
             "complete": complete,
             "counts": {"written": self.counts.get("written", 0),
-                       "dropped": {k: v for k, v in sorted(self.counts.items()) if k != "written"},
+                       "dropped": {k: v for k, v in sorted(self.counts.items()) if k != "written" and v > 0},
                        **({"input_skipped": dict(sorted(self.extra_counts.items()))} if self.extra_counts else {})},
             "rows_done": len(self.done_ids),
             "usage": dict(sorted(self.usage.items())),
@@ -267,6 +319,15 @@ class RecordStore:
                 records.sort(key=lambda r: (rank.get(r["id"], len(rank)), r["id"]))
             atomic_write_text(self.out_dir / MERGED, _jsonl(records))
         return self.write_manifest(complete=complete, extra=extra)
+
+
+def _redact_raw(raw: Any) -> Any:
+    """Server texts kept for debugging, through the one redaction helper (strings, or a dict of them)."""
+    if isinstance(raw, str):
+        return redact(raw)
+    if isinstance(raw, dict):
+        return {k: redact(v) if isinstance(v, str) else v for k, v in raw.items()}
+    return raw
 
 
 def _jsonl(rows: Iterable[dict[str, Any]]) -> str:

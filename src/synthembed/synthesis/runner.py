@@ -22,6 +22,13 @@ hit max_new_tokens; a task sets ``drop_truncated = False`` to keep such answers)
 An optional token budget stops sending new requests once this invocation's backend calls have used
 that many tokens; the run is then marked incomplete and resumes later.
 
+Backend failures: before the first request is sent the backend's pre-flight check runs
+(`synthembed.llm.base.preflight`: a dead or misconfigured server fails there, naming URL and cause).
+During the run a circuit breaker watches the last ``error_window`` requests sent; when more than
+``max_error_rate`` of them failed it stops sending, finishes what is in flight, and the run ends
+incomplete with ``stopped`` saying why. Rows dropped as ``backend_error`` are tried again by a run
+with ``retry_errors`` into the same folder (`RecordStore` ``retry_reasons``).
+
 Non-LLM generators (the ranked chains, which run multi-round guided decoding on a local model) use
 layer (a) directly, or `iter_generations` for cached chat requests.
 """
@@ -30,19 +37,19 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from synthembed.llm.base import ChatRequest, Generation, LLMBackend, derive_seed
+from synthembed.llm.base import ChatRequest, Generation, LLMBackend, derive_seed, preflight
 from synthembed.llm.cache import RequestCache
 from synthembed.synthesis.inputs import InputRow, InputSet
 from synthembed.synthesis.progress import Progress, format_summary
 from synthembed.synthesis.records import RecordStore
 
-__all__ = ["Drop", "LLMTask", "RunOptions", "RunSummary", "iter_generations", "row_rng", "run_task"]
+__all__ = ["Drop", "LLMTask", "RunOptions", "RunSummary", "iter_generations", "row_rng", "run_task", "two_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +93,13 @@ class RunOptions:
     overwrite: bool = False
     progress: bool = True
     description: str = ""
+    max_error_rate: float = 0.5  # circuit breaker: stop when more than this share of ...
+    error_window: int = 20  # ... the last this many requests sent failed
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
+        if not 0 < self.max_error_rate <= 1 or self.error_window < 1:
+            raise ValueError("max_error_rate must be in (0, 1] and error_window >= 1")
         if self.cache_path is not None:
             self.cache_path = Path(self.cache_path)
 
@@ -106,6 +117,30 @@ class RunSummary:
     def text(self) -> str:
         return format_summary(self.manifest, title=str(self.output))
 
+    @property
+    def stopped(self) -> str:
+        """Why the run stopped before the end ('' when it did not)."""
+        return str(self.manifest.get("stopped", ""))
+
+    @property
+    def backend_errors(self) -> int:
+        """Rows dropped because the backend failed (to retry with ``retry_errors``)."""
+        return int(self.counts.get("backend_error", 0))
+
+
+def two_step(first: RunSummary, run_second: Callable[[], RunSummary]) -> RunSummary:
+    """The summary of a two-step synthesis (scratch anchors, brainstormed tasks, then the records).
+
+    A first step stopped by the circuit breaker stops there (exit 4, resumable); otherwise the second
+    step runs and the first step's ``backend_error`` drops are counted in its summary, so that the
+    run exits 4 and ``--retry-errors`` retries them.
+    """
+    if first.stopped.startswith("circuit breaker"):
+        return first
+    second = run_second()
+    second.counts["backend_error"] += first.backend_errors
+    return second
+
 
 def row_rng(seed: int, task_name: str, row_id: str, slot: str) -> random.Random:
     """The per-request random generator: depends only on the run seed, task, row id and slot."""
@@ -121,7 +156,8 @@ def iter_generations(
 ) -> Iterator[Generation]:
     """Yield a Generation per request: cached ones first, then the backend's as they complete.
 
-    Fresh generations are written to the cache as they arrive. ``allow()`` is asked before each
+    Fresh generations are written to the cache as they arrive (transient errors are not). Before the
+    first request is sent, the backend's pre-flight check runs. ``allow()`` is asked before each
     request is handed to the backend; when it returns False no further request is sent.
     """
     misses: list[ChatRequest] = []
@@ -136,6 +172,7 @@ def iter_generations(
     by_id = {r.id: r for r in misses}
     if len(by_id) != len(misses):
         raise ValueError("request ids must be unique within a run")
+    preflight(backend)
 
     def feed() -> Iterator[ChatRequest]:
         for request in misses:
@@ -177,6 +214,7 @@ def run_task(
         flush_seconds=options.flush_seconds,
         overwrite=options.overwrite,
         check_keys=("task", "task_config", "backend", "model", "seed"),
+        retry_reasons=("backend_error",) if options.retry_errors else (),
     )
     store.extra_counts.update(input_set.skipped)
     pending = [row for row in input_set.rows if row.id not in store.done_ids]
@@ -193,8 +231,11 @@ def run_task(
     budget = options.token_budget
     stopped = ""
 
+    recent: deque[bool] = deque(maxlen=options.error_window)  # circuit breaker: did each recent request fail
+    tripped = ""
+
     def allow() -> bool:
-        return budget is None or spent < budget
+        return not tripped and (budget is None or spent < budget)
 
     answers: dict[str, dict[str, Generation]] = {}
     progress = Progress(len(pending), enabled=options.progress, description=options.description or task.name)
@@ -207,6 +248,12 @@ def run_task(
             tokens = generation.prompt_tokens + generation.completion_tokens
             if not generation.cached:
                 spent += tokens
+                recent.append(not generation.ok)
+                if (not tripped and len(recent) == recent.maxlen
+                        and sum(recent) > options.max_error_rate * len(recent)):
+                    tripped = (f"circuit breaker: {sum(recent)} of the last {len(recent)} requests failed "
+                               f"(more than {options.max_error_rate:.0%}); last error: {generation.error}")
+                    logger.warning("%s; sending no more requests", tripped)
             got = answers.setdefault(row_id, {})
             got[slot] = generation
             if len(got) < len(slots):
@@ -216,7 +263,10 @@ def run_task(
             progress.update(tokens=sum(g.prompt_tokens + g.completion_tokens for g in got.values() if not g.cached),
                             failed=failed, cached=sum(g.cached for g in got.values()))
         complete = len(answers) == 0 and all(row.id in store.done_ids for row in input_set.rows)
-        if not complete and budget is not None and spent >= budget:
+        if tripped:
+            stopped = tripped
+            complete = False
+        elif not complete and budget is not None and spent >= budget:
             stopped = f"token budget of {budget} reached ({spent} tokens used by this run)"
     finally:
         progress.close()

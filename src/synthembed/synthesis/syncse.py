@@ -33,7 +33,7 @@ from synthembed.llm.base import ChatRequest, LLMBackend, SamplingParams
 from synthembed.synthesis.filters import FilterConfig, check_output, clean_output, count_sentences, meta_reason, normalize
 from synthembed.synthesis.inputs import InputRow, InputSet
 from synthembed.synthesis.records import iter_records
-from synthembed.synthesis.runner import Drop, RunOptions, RunSummary, run_task
+from synthembed.synthesis.runner import Drop, RunOptions, RunSummary, run_task, two_step
 
 __all__ = ["AnchorTask", "SynCSEPools", "SynCSETask", "load_pools", "run_syncse", "scratch_anchor_rows"]
 
@@ -323,4 +323,5 @@ def run_syncse(
         per = max(1.0, len(anchors) / n_requests)
         n_requests += max(1, math.ceil((wanted - len(anchors)) / per * 1.2))
     stage2 = RunOptions(**{**vars(options), "limit": wanted, "overwrite": False})
-    return run_task(task, anchors, backend, stage2, config={**(config or {}), "scratch": anchor_task.config()})
+    return two_step(summary, lambda: run_task(task, anchors, backend, stage2,
+                                              config={**(config or {}), "scratch": anchor_task.config()}))

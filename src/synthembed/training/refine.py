@@ -146,6 +146,7 @@ def refine(config: RefineConfig) -> dict[str, Any]:
     from synthembed.losses.listmle import ChainRankingLoss
     from synthembed.models.encoder import load_encoder
     from synthembed.models.modality import pin_text_modality
+    from synthembed.training.max_length import set_training_length
     from synthembed.training.trainer import FitSettings, fit
 
     started = time.monotonic()
@@ -159,7 +160,8 @@ def refine(config: RefineConfig) -> dict[str, Any]:
     if not chains:
         raise DataError(config.data, f"no chain has {n} sentences (list_size)")
 
-    student = load_encoder(config.model, pooling=config.pooling, max_length=config.max_length, device=config.device)
+    student = load_encoder(config.model, pooling=config.pooling, device=config.device)
+    set_training_length(student, config.max_length)  # saved with its own limit (training/max_length.py)
     pin_text_modality(student)
     teacher = student
     if config.teacher is not None:

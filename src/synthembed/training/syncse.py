@@ -24,9 +24,11 @@ def build_model(config: TrainConfig) -> Any:
 
     from synthembed.models.encoder import load_encoder
     from synthembed.models.pooling import build_pooling
+    from synthembed.training.max_length import inference_length, set_training_length
     from synthembed.models.modality import pin_text_modality
 
-    model = load_encoder(config.model, pooling=config.pooling, max_length=config.max_length)
+    model = load_encoder(config.model, pooling=config.pooling)
+    set_training_length(model, config.max_length)  # saved with the model's own limit (training/max_length.py)
     pin_text_modality(model)  # plain sentences, not chat messages (see synthembed.models.modality)
     if config.pooling == "cls_mlp" and config.mlp_train_only:
         modules = list(model)
@@ -35,8 +37,10 @@ def build_model(config: TrainConfig) -> Any:
         new = build_pooling("cls_mlp", old.embedding_dimension, mlp_train_only=True)
         new.load_state_dict(old.state_dict())
         modules[index] = new
+        base = inference_length(model)
         model = SentenceTransformer(modules=modules, device=str(model.device))
-        model.max_seq_length = config.max_length
+        model.max_seq_length = base
+        set_training_length(model, config.max_length)
     return model
 
 
@@ -72,6 +76,7 @@ def train_from_config(config: TrainConfig, *, dev: bool = True) -> Path:
             config.negative_column,
             split=config.dataset_split,
             limit=config.limit,
+            max_bad_share=config.max_bad_rows,
         )
         for source in config.data_sources
     ])
@@ -92,6 +97,7 @@ def train_from_config(config: TrainConfig, *, dev: bool = True) -> Path:
         "data_rows": len(rows),
         "negatives_per_row": n_negatives,
         "skipped_rows": dict(rows.skipped),
+        "skipped_examples": rows.examples[:20],
     }
     return fit(
         model,

@@ -222,7 +222,9 @@ def fit(
             interval and the recorded step count. Default: from the dataset length and batch size.
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
+
+    from synthembed.training import checkpoints as ckpt
+    from synthembed.training.max_length import inference_length
 
     settings = settings or FitSettings()
     output = Path(output_dir)
@@ -238,7 +240,12 @@ def fit(
     metric = getattr(evaluator, "primary_metric", None) if evaluator is not None else None
     metric_key = None if metric is None else (metric if metric.startswith("eval_") else f"eval_{metric}")
 
-    last = get_last_checkpoint(str(checkpoints)) if settings.resume and checkpoints.is_dir() else None
+    if is_main_process():  # a kill may have left a half-published model or a half-written checkpoint
+        ckpt.recover_output(output)
+        if settings.resume:
+            ckpt.set_aside_incomplete(checkpoints, output)
+    newest = ckpt.newest_complete_checkpoint(checkpoints) if settings.resume else None
+    last = str(newest) if newest is not None else None
     if last is None and checkpoints.is_dir() and any(checkpoints.iterdir()):
         logger.warning("%s holds no complete checkpoint; starting from scratch", checkpoints)
 
@@ -319,13 +326,19 @@ def fit(
             "steps_done": trainer.state.global_step,
         }
         full_record["result"] = best
-        _save_model(model, output)
+        train_length = getattr(model, "max_seq_length", None)
+        full_record["fit"].update(train_max_length=train_length, saved_max_seq_length=inference_length(model))
+        staging = ckpt.begin_publish(output)  # the final folder is written whole, then swapped in
+        model.max_seq_length = inference_length(model) or train_length  # for inference, not the training length
+        try:
+            _save_model(model, staging)
+        finally:
+            model.max_seq_length = train_length
         if metric_key is not None:
-            write_dev_curve(output / DEV_CURVE_FILE, trainer.state.log_history, metric_key)
-        atomic_write_text(output / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
-        _append_model_card(output, method, data_description, full_record)
-        if not settings.keep_checkpoints:
-            shutil.rmtree(checkpoints, ignore_errors=True)
+            write_dev_curve(staging / DEV_CURVE_FILE, trainer.state.log_history, metric_key)
+        atomic_write_text(staging / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
+        _append_model_card(staging, method, data_description, full_record)
+        ckpt.finish_publish(output, drop=[] if settings.keep_checkpoints else [CHECKPOINTS])
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return output
@@ -372,6 +385,9 @@ def _append_model_card(output: Path, method: str, data: str, record: dict[str, A
             f"- Selected checkpoint: step {result.get('best_checkpoint_step')} by {fit_record.get('selection_metric')} "
             f"= {result['best_metric']:.2f} (dev sets only; the curve is in {DEV_CURVE_FILE})"
         )
+    if fit_record.get("train_max_length") is not None:
+        lines.append(f"- Max length: trained at {fit_record['train_max_length']} tokens; saved with "
+                     f"max_seq_length {fit_record.get('saved_max_seq_length')} (the base model's, for inference)")
     lines.append(f"- Full configuration: {CONFIG_FILE}")
     atomic_write_text(card, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 

@@ -44,6 +44,13 @@ def register(methods: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from synthembed.io.outputs import claim_output
+
+    with claim_output(args.output, 'synthesize chains', "dir"):  # checked and locked before any work
+        return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
     import json
 
     from synthembed.cli.synthesize import input_rows_from_args
@@ -52,6 +59,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.min_tau is not None and args.teacher is None:
         raise SynthEmbedError("--min-tau needs --teacher (the encoder that scores the chain order)")
+    if args.teacher is not None:  # before the LLM is loaded, not after
+        from synthembed.cli._common import check_encoder_reference
+
+        check_encoder_reference(args.teacher, "--teacher")
     try:
         config = ChainConfig(
             rounds=args.rounds,

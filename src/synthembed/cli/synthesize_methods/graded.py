@@ -56,11 +56,22 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synthembed.io.outputs import claim_output
+
+    with claim_output(args.output, 'synthesize graded', "dir"):  # checked and locked before any work
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from synthembed.cli.synthesize import input_rows_from_args, run_options_from_args
     from synthembed.errors import SynthEmbedError
     from synthembed.synthesis.graded import FAMILIES, BrainstormTask, GradedTask, load_prompts, run_graded
     from synthembed.synthesis.runner import RunOptions
 
+    if args.check_levels:  # before any synthesis, not after
+        from synthembed.cli._common import check_encoder_reference
+
+        check_encoder_reference(args.check_levels, "--check-levels")
     rows = input_rows_from_args(args)
     if args.mode in ("partial", "levels") and not rows:
         raise SynthEmbedError(f"--mode {args.mode} needs queries: --input FILE or --dataset NAME --column COL")
@@ -107,12 +118,12 @@ def run_levels(args: argparse.Namespace, rows: InputSet) -> int:
 
 def _finish(args: argparse.Namespace, summary: RunSummary) -> int:
     """Print the run summary, the records path and (if asked) the level check; the exit code."""
-    print(summary.text())
-    if summary.complete:
-        print(f"records: {args.output / 'records.jsonl'}")
-    if args.check_levels:
+    from synthembed.cli.synthesize import finish_run
+
+    code = finish_run(args, summary)
+    if args.check_levels and code == 0:
         check_levels(args.output, args.check_levels)
-    return 0 if summary.complete else 3
+    return code
 
 
 def _backend(args: argparse.Namespace):

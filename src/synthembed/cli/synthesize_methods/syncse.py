@@ -37,9 +37,17 @@ def register(method_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synthembed.io.outputs import claim_output
+
+    with claim_output(args.output, 'synthesize syncse', "dir"):  # checked and locked before any work
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from synthembed.cli.synthesize import (
         backend_from_args,
         backend_options_from_args,
+        finish_run,
         input_rows_from_args,
         run_options_from_args,
     )
@@ -67,7 +75,4 @@ def run(args: argparse.Namespace) -> int:
             summary = run_syncse(task, backend, options, anchor_task=anchor_task, config=config)
     finally:
         backend.close()
-    print(summary.text())
-    if summary.complete:
-        print(f"records: {args.output / 'records.jsonl'}")
-    return 0 if summary.complete else 3
+    return finish_run(args, summary)
