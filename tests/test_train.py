@@ -189,7 +189,7 @@ def test_two_steps_change_embeddings_and_save_load(tmp_path: Path, tiny_bert_dir
     curve = (output / "dev_curve.tsv").read_text().splitlines()
     assert curve[0].split("\t")[:3] == ["step", "epoch", "eval_dev_mean_spearman"]
     assert [line.split("\t")[0] for line in curve[1:]] == ["0", "1", "2"]
-    assert "SynthEmbed training" in (output / "README.md").read_text()
+    assert "How this model was made (SynthEmbed)" in (output / "README.md").read_text()
 
 
 def test_best_checkpoint_is_the_one_kept(tmp_path: Path, tiny_bert_dir: Path, dev_dir: Path) -> None:
