@@ -86,3 +86,18 @@ def test_decoder_backbone_encodes_plain_text_not_chat_messages(tiny_llama_dir: P
     model.save(str(tmp_path / "saved"))
     reloaded = load_encoder(str(tmp_path / "saved"))
     assert reloaded.preprocess(["A man is playing a guitar."])["input_ids"][0].tolist()[: len(plain)] == plain
+
+
+def test_replacing_ata_restores_the_backbone_attention(tiny_llama_dir: Path) -> None:
+    from synthembed.models.ata import ATA_ATTENTION, last_attention_module
+
+    mean = load_encoder(str(tiny_llama_dir), pooling="mean").eval()
+    switched = load_encoder(str(tiny_llama_dir), pooling="ata")
+    back = load_encoder(str(tiny_llama_dir), pooling="ata")
+    from synthembed.models.encoder import replace_pooling
+
+    back = replace_pooling(back, "mean").eval()
+    assert last_attention_module(switched[0].model).config._attn_implementation == ATA_ATTENTION
+    assert last_attention_module(back[0].model).config._attn_implementation != ATA_ATTENTION
+    assert pooling_name(back) == "mean"
+    np.testing.assert_allclose(back.encode(SENTENCES), mean.encode(SENTENCES), atol=1e-5)

@@ -196,6 +196,10 @@ def test_old_ata_folder_loads_and_exports_with_its_code(tiny_llama_dir: Path, tm
     assert _types(tmp_path / "new")[1] == "ata_pooling.AtaPooling"
     assert (tmp_path / "new" / "ata_pooling.py").is_file()
     np.testing.assert_allclose(load_encoder(tmp_path / "new").encode(SENTENCES), before, atol=1e-5)
+    # re-saving a model whose ATA class came from a folder's code (transformers' dynamic modules) works too
+    assert main(["export", str(tmp_path / "new"), str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "ata_pooling.py").read_bytes() == (tmp_path / "new" / "ata_pooling.py").read_bytes()
+    np.testing.assert_allclose(load_encoder(tmp_path / "again").encode(SENTENCES), before, atol=1e-5)
     assert main(["export", str(old), str(tmp_path / "new")]) == 2  # exists: a clear error, exit 2
     with pytest.raises(SynthEmbedError, match="exists"):
         from synthembed.models.export import export_model

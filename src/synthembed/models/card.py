@@ -151,7 +151,7 @@ def _recipe_lines(record: Mapping[str, Any], folder: Path) -> list[str]:
     rows = [
         ("Method", record.get("method")),
         ("Base model", _base_model(record) or config.get("model")),
-        ("Pooling", config.get("pooling") or "kept from the base model"),
+        ("Pooling", _pooling_text(config)),
         ("Loss", ", ".join(f"{k}={v}" for k, v in loss.items()) if isinstance(loss, Mapping) else loss),
         ("Max sequence length", config.get("max_length")),
         ("Batch size", f"{fit.get('batch_size')} per process x {fit.get('world_size', 1)} process(es)"
@@ -171,6 +171,13 @@ def _recipe_lines(record: Mapping[str, Any], folder: Path) -> list[str]:
     lines += ["", f"The complete configuration is in `train_config.yaml`." if (folder / "train_config.yaml").is_file()
               else "", ""]
     return [line for line in lines if line is not None]
+
+
+def _pooling_text(config: Mapping[str, Any]) -> str:
+    pooling = config.get("pooling") or "kept from the base model"
+    if pooling == "cls_mlp" and config.get("mlp_train_only"):
+        return "cls_mlp with the MLP in training only (SimCSE): the saved model pools CLS without it"
+    return str(pooling)
 
 
 def _data_lines(record: Mapping[str, Any]) -> list[str]:
