@@ -223,7 +223,12 @@ def _manifest_lines(folder: Path) -> list[str]:
         lines.append("- Generator file hash: not available (the model is not a local file here)")
     pools = task_config.get("pools")
     if isinstance(pools, Mapping):
-        lines.append("- Prompts and pools: " + ", ".join(f"{k} `{v}`" for k, v in pools.items()))
+        described = [f"sha256 `{pools['sha256']}`"] if pools.get("sha256") else []
+        described += [f"{k} {v}" for k, v in pools.items() if k != "sha256" and isinstance(v, (int, float, str))]
+        sources = pools.get("sources")
+        if isinstance(sources, Mapping):
+            described.append("files " + ", ".join(f"`{Path(str(v)).name}`" for v in sources.values()))
+        lines.append("- Prompts and pools: " + "; ".join(described))
     sampling = {k: task_config[k] for k in ("temperature", "top_p", "max_new_tokens", "n_examples") if k in task_config}
     if sampling:
         lines.append("- Sampling: " + ", ".join(f"{k}={v}" for k, v in sampling.items()))
@@ -237,6 +242,8 @@ def _manifest_lines(folder: Path) -> list[str]:
     inputs = [str(v) for k, v in config.items() if k in ("input", "inputs", "dataset", "anchors") and v]
     if inputs:
         lines.append("- Anchor input: " + ", ".join(inputs))
+    elif task_config.get("mode") == "partial":
+        lines.append("- Anchor input: not recorded in the manifest")
     if task_config.get("mode") == "partial":
         lines.append(f"- Licence of reused anchors: {PARTIAL_NOTE}")
         notes = _licence_notes(inputs)
