@@ -186,3 +186,18 @@ def test_foreign_ata_code_in_a_folder_is_refused(tiny_llama_dir: Path, tmp_path:
     code.write_text(code.read_text() + "\nprint('not ours')\n")
     with pytest.raises(ModelLoadError, match="differs from SynthEmbed"):
         load_encoder(tmp_path / "m")
+
+
+def test_code_scan_fallback_finds_the_same_layers(backbone_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without declarations, the fallback (forward code through `inspect.unwrap`, which sees past
+    transformers' `deprecate_kwarg` wrapper) finds the same attention modules."""
+    from transformers import AutoModel
+
+    from synthembed.models.ata import attention_modules
+
+    hf = AutoModel.from_pretrained(str(backbone_dir))
+    declared = declared_attention_modules(hf)
+    monkeypatch.setattr(type(hf), "_can_record_outputs", None)
+    assert declared_attention_modules(hf) == []
+    found = attention_modules(hf)
+    assert len(found) == len(declared) and all(a is b for a, b in zip(found, declared))
