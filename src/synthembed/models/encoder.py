@@ -3,7 +3,9 @@
 Accepted references:
 - ``embedded``: the packaged all-MiniLM-L6-v2 (default encoder);
 - ``embedded-llm``: the packaged SmolLM2-135M-Instruct GGUF as a decoder backbone (mean pooling);
-- a sentence-transformers folder (has ``modules.json``);
+- a sentence-transformers folder (has ``modules.json``), including SynthEmbed's own: ATA folders (their
+  ``ata_pooling.py`` is SynthEmbed's code, checked by hash) and folders saved by older versions
+  (``synthembed.models.pooling.*``, converted to sentence-transformers' modules on load);
 - a plain Hugging Face model folder (has ``config.json``), encoder or decoder;
 - a ``.gguf`` file (dequantized once, cached; see `synthembed.models.gguf`);
 - a Hugging Face hub id (loaded from the hub; needs network or a warm HF cache).
@@ -20,7 +22,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules.transformer import Transformer
 
 from synthembed.errors import ModelLoadError, SynthEmbedError
-from synthembed.models.ata import ATA_TYPE, detach_ata, is_known_ata_code
+from synthembed.models.ata import ATA_TYPE, AtaError, detach_ata, is_known_ata_code
 from synthembed.models.embedded import EMBEDDED_ENCODER, EMBEDDED_LLM, embedded_encoder_path, embedded_llm_gguf_path
 from synthembed.models.gguf import dequantized_folder
 from synthembed.models.modality import pin_text_modality
@@ -196,7 +198,10 @@ def _from_backbone(
         tokenizer.pad_token = tokenizer.eos_token  # decoders often lack a pad token
     tokenizer.padding_side = "right"
     dimension = transformer.get_embedding_dimension()
-    model = SentenceTransformer(modules=[transformer, *build_pooling(pooling, dimension)], device=device)
+    try:
+        model = SentenceTransformer(modules=[transformer, *build_pooling(pooling, dimension)], device=device)
+    except AtaError as exc:  # e.g. a backbone without attention layers
+        raise ModelLoadError(f"{reference}: {exc}") from None
     pin_text_modality(model)  # sentences are encoded as they are, not wrapped in the chat template
     return model
 

@@ -193,13 +193,18 @@ def pooling_name(model: Any) -> str | None:
 def rebuild(model: SentenceTransformer, modules: list[torch.nn.Module]) -> SentenceTransformer:
     """A SentenceTransformer of `modules` keeping `model`'s device, prompts, similarity function and model-card
     data (training logs, datasets, evaluation: the card the new model writes is the training's)."""
-    new = SentenceTransformer(
-        modules=modules,
-        device=str(model.device),
-        prompts=dict(model.prompts or {}),
-        default_prompt_name=model.default_prompt_name,
-        model_card_data=model.model_card_data,
-    )
+    from synthembed.models.ata import AtaError
+
+    try:
+        new = SentenceTransformer(
+            modules=modules,
+            device=str(model.device),
+            prompts=dict(model.prompts or {}),
+            default_prompt_name=model.default_prompt_name,
+            model_card_data=model.model_card_data,
+        )
+    except AtaError as exc:  # ATA on a model without attention layers
+        raise SynthEmbedError(str(exc)) from None
     if getattr(model, "similarity_fn_name", None):
         new.similarity_fn_name = model.similarity_fn_name
     return new
