@@ -62,6 +62,7 @@ def _local_stsb_task(data_dir: Path):
     return LocalSTSBDev(), rows
 
 
+@pytest.mark.slow  # importing mteb alone takes ~30 s here
 def test_mteb_loads_and_scores_a_saved_model(tiny_bert_dir: Path, shared_data_dir: Path, tmp_path: Path) -> None:
     from scipy.stats import spearmanr
 

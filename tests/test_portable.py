@@ -67,6 +67,7 @@ def _run_fresh(python: Path, script: str, tmp_path: Path) -> subprocess.Complete
     return done
 
 
+@pytest.mark.slow  # a child interpreter imports torch/transformers/sentence-transformers: ~40-80 s on 2 busy cores
 def test_fresh_environment_loads_mean_cls_mlp_and_ata_with_identical_embeddings(
     fresh_python: tuple[Path, float], tiny_llama_dir: Path, tiny_bert_dir: Path, tmp_path: Path
 ) -> None:
@@ -108,6 +109,14 @@ def test_fresh_environment_loads_mean_cls_mlp_and_ata_with_identical_embeddings(
                     raise AssertionError("ATA loaded without trust_remote_code")
             model = SentenceTransformer(path, trust_remote_code=trust)
             np.save(path + ".fresh.npy", model.encode(sentences, convert_to_numpy=True))
+        # what push_to_hub does before uploading (the last model, ATA): save with the repo id; card and code travel
+        model.model_card_data.set_model_id("someone/pushed")
+        model.save_pretrained(path + "-pushed")
+        card = open(path + "-pushed/README.md").read()
+        assert "How this model was made" in card, card[-2000:]
+        assert 'SentenceTransformer("someone/pushed", trust_remote_code=True)' in card
+        again = SentenceTransformer(path + "-pushed", trust_remote_code=True).encode(sentences, convert_to_numpy=True)
+        np.testing.assert_allclose(again, np.load(path + ".fresh.npy"), atol=1e-6)
         print("SNIPPET")
     """) + snippet, tmp_path)
     child_s = time.perf_counter() - started
@@ -254,3 +263,16 @@ def test_card_metadata_snippet_and_provenance(tiny_llama_dir: Path, tmp_path: Pa
         assert expected in text, expected
 
     assert "## Usage" in text and "trust_remote_code=True" in text
+
+
+def test_saved_models_load_with_plain_sentence_transformers(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """The fast in-process counterpart of the fresh-environment test (which is marked slow)."""
+    from sentence_transformers import SentenceTransformer
+
+    from synthembed.models.export import save_portable
+
+    for spec, trust in (("mean", False), ("ata:mean_mix=0.5", True)):
+        model = load_encoder(tiny_llama_dir, pooling=spec).eval()
+        save_portable(model, tmp_path / spec)
+        plain = SentenceTransformer(str(tmp_path / spec), trust_remote_code=trust).eval()
+        np.testing.assert_allclose(plain.encode(SENTENCES), model.encode(SENTENCES), atol=1e-5, err_msg=spec)
