@@ -8,11 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-import synthembed.models.ata  # noqa: F401  (registers "ata" until models/pooling.py imports it)
 from synthembed.errors import SynthEmbedError
-from synthembed.models.ata import ATA_ATTENTION, AtaPooling, ata_weights, last_attention_module
+from synthembed.models.ata import (
+    ATA_ATTENTION,
+    ATA_TYPE,
+    AtaError,
+    AtaPooling,
+    ata_weights,
+    declared_attention_modules,
+    last_attention_module,
+)
 from synthembed.models.encoder import load_encoder
-from synthembed.models.pooling import POOLINGS
+from synthembed.models.pooling import build_pooling
 
 SENTENCES = ["A man is playing a guitar on the stage.", "Dogs run.", "The cat sat on the mat, quietly."]
 
@@ -30,7 +37,8 @@ def hand_weights(probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def test_registered() -> None:
-    assert POOLINGS["ata"] is AtaPooling
+    (module,) = build_pooling("ata:mean_mix=0.5", 8)
+    assert isinstance(module, AtaPooling) and module.mean_mix == 0.5
 
 
 def test_weights_sum_to_one_ignore_padding_and_match_hand_computation() -> None:
@@ -52,8 +60,10 @@ def test_mean_mix_and_skip_first() -> None:
     skipped = ata_weights(probs, mask, skip_first=True)
     assert skipped[0, 0] == 0 and skipped[0, 3] == 0
     torch.testing.assert_close(skipped.sum(), torch.tensor(1.0))
-    with pytest.raises(SynthEmbedError):
+    with pytest.raises(AtaError):
         AtaPooling(8, mean_mix=2.0)
+    with pytest.raises(SynthEmbedError, match="mean_mix"):
+        build_pooling("ata:mean_mix=2.0", 8)
 
 
 @pytest.fixture(params=["llama", "bert"])
@@ -107,11 +117,12 @@ def test_save_and_load_round_trip(tiny_llama_dir: Path, tmp_path: Path) -> None:
     before = model.encode(SENTENCES, convert_to_tensor=True)
     model.save(str(tmp_path / "m"))
     modules = json.loads((tmp_path / "m" / "modules.json").read_text())
-    assert modules[1]["type"] == "synthembed.models.ata.AtaPooling"
+    assert modules[1]["type"] == ATA_TYPE == "ata_pooling.AtaPooling"
+    assert (tmp_path / "m" / "ata_pooling.py").is_file()  # the code travels with the model
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config.get("_attn_implementation") != ATA_ATTENTION  # the backbone saves as an ordinary model
     loaded = load_encoder(tmp_path / "m").eval()
-    assert isinstance(loaded[1], AtaPooling) and loaded[1].mean_mix == 0.25
+    assert type(loaded[1]).__name__ == "AtaPooling" and loaded[1].mean_mix == 0.25
     torch.testing.assert_close(loaded.encode(SENTENCES, convert_to_tensor=True), before, atol=1e-5, rtol=1e-4)
 
 
@@ -127,7 +138,7 @@ def test_gradients_flow_in_training(tiny_bert_dir: Path) -> None:
 
 def test_unprepared_backbone_is_a_clear_error() -> None:
     pooling = AtaPooling(4)
-    with pytest.raises(SynthEmbedError, match="no captured attention"):
+    with pytest.raises(AtaError, match="no captured attention"):
         pooling({"token_embeddings": torch.zeros(1, 2, 4), "attention_mask": torch.ones(1, 2)})
 
 
@@ -148,3 +159,45 @@ def test_pooling_spec_carries_options(tiny_llama_dir: Path, tmp_path: Path) -> N
         load_encoder(tiny_llama_dir, pooling="ata:skip_first")
     with pytest.raises(ModelLoadError, match="unknown pooling 'atta'"):
         load_encoder(tiny_llama_dir, pooling="atta:skip_first=true")
+
+
+def test_attention_layer_comes_from_transformers_declarations(backbone_dir: Path) -> None:
+    """Fails loudly on a transformers release that stops declaring `can_record_outputs["attentions"]`
+    (ATA would then run on the `inspect.unwrap` code-scan fallback, or not at all)."""
+    from transformers import AutoModel
+
+    hf = AutoModel.from_pretrained(str(backbone_dir))
+    declared = declared_attention_modules(hf)
+    assert declared, f"{type(hf).__name__} declares no attention class in can_record_outputs"
+    assert len(declared) == hf.config.num_hidden_layers
+    assert last_attention_module(hf) is declared[-1]
+
+
+def test_no_attention_layer_is_an_error_naming_the_model() -> None:
+    with pytest.raises(AtaError, match="Sequential"):
+        last_attention_module(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_foreign_ata_code_in_a_folder_is_refused(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    from synthembed.errors import ModelLoadError
+
+    load_encoder(tiny_llama_dir, pooling="ata").save(str(tmp_path / "m"))
+    code = tmp_path / "m" / "ata_pooling.py"
+    code.write_text(code.read_text() + "\nprint('not ours')\n")
+    with pytest.raises(ModelLoadError, match="differs from SynthEmbed"):
+        load_encoder(tmp_path / "m")
+
+
+def test_code_scan_fallback_finds_the_same_layers(backbone_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without declarations, the fallback (forward code through `inspect.unwrap`, which sees past
+    transformers' `deprecate_kwarg` wrapper) finds the same attention modules."""
+    from transformers import AutoModel
+
+    from synthembed.models.ata import attention_modules
+
+    hf = AutoModel.from_pretrained(str(backbone_dir))
+    declared = declared_attention_modules(hf)
+    monkeypatch.setattr(type(hf), "_can_record_outputs", None)
+    assert declared_attention_modules(hf) == []
+    found = attention_modules(hf)
+    assert len(found) == len(declared) and all(a is b for a, b in zip(found, declared))

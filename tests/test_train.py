@@ -165,6 +165,7 @@ def _train(tmp_path: Path, tiny_bert_dir: Path, dev_dir: Path | None, output: Pa
 
 def test_two_steps_change_embeddings_and_save_load(tmp_path: Path, tiny_bert_dir: Path, dev_dir: Path) -> None:
     from synthembed.models.encoder import load_encoder
+    from synthembed.models.pooling import pooling_name
 
     sentences = [s for row in SENTENCES[:3] for s in row]
     output = _train(tmp_path, tiny_bert_dir, dev_dir, tmp_path / "model", mlp_train_only=True)
@@ -174,7 +175,9 @@ def test_two_steps_change_embeddings_and_save_load(tmp_path: Path, tiny_bert_dir
     assert not (output / "checkpoints").exists()  # removed after a successful run by default
 
     trained = load_encoder(str(output))
-    assert trained[1].mlp_train_only is True
+    types = [m["type"] for m in json.loads((output / "modules.json").read_text())]
+    assert all(t.startswith("sentence_transformers.") for t in types), types  # train-only MLP left out
+    assert pooling_name(trained) == "cls"
     torch.manual_seed(1)
     reference = load_encoder(str(tiny_bert_dir), pooling="cls", max_length=16)  # the untrained CLS output
     changed = trained.encode(sentences, convert_to_numpy=True)
@@ -186,7 +189,7 @@ def test_two_steps_change_embeddings_and_save_load(tmp_path: Path, tiny_bert_dir
     curve = (output / "dev_curve.tsv").read_text().splitlines()
     assert curve[0].split("\t")[:3] == ["step", "epoch", "eval_dev_mean_spearman"]
     assert [line.split("\t")[0] for line in curve[1:]] == ["0", "1", "2"]
-    assert "SynthEmbed training" in (output / "README.md").read_text()
+    assert "How this model was made (SynthEmbed)" in (output / "README.md").read_text()
 
 
 def test_best_checkpoint_is_the_one_kept(tmp_path: Path, tiny_bert_dir: Path, dev_dir: Path) -> None:

@@ -3,7 +3,9 @@
 Accepted references:
 - ``embedded``: the packaged all-MiniLM-L6-v2 (default encoder);
 - ``embedded-llm``: the packaged SmolLM2-135M-Instruct GGUF as a decoder backbone (mean pooling);
-- a sentence-transformers folder (has ``modules.json``);
+- a sentence-transformers folder (has ``modules.json``), including SynthEmbed's own: ATA folders (their
+  ``ata_pooling.py`` is SynthEmbed's code, checked by hash) and folders saved by older versions
+  (``synthembed.models.pooling.*``, converted to sentence-transformers' modules on load);
 - a plain Hugging Face model folder (has ``config.json``), encoder or decoder;
 - a ``.gguf`` file (dequantized once, cached; see `synthembed.models.gguf`);
 - a Hugging Face hub id (loaded from the hub; needs network or a warm HF cache).
@@ -18,13 +20,20 @@ from typing import Any
 
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules.transformer import Transformer
-from sentence_transformers.sentence_transformer.modules import Pooling as STPooling
 
 from synthembed.errors import ModelLoadError, SynthEmbedError
+from synthembed.models.ata import ATA_TYPE, AtaError, detach_ata, is_known_ata_code
 from synthembed.models.embedded import EMBEDDED_ENCODER, EMBEDDED_LLM, embedded_encoder_path, embedded_llm_gguf_path
 from synthembed.models.gguf import dequantized_folder
 from synthembed.models.modality import pin_text_modality
-from synthembed.models.pooling import build_pooling, pooling_class
+from synthembed.models.pooling import (
+    build_pooling,
+    parse_pooling_spec,
+    pooling_builder,
+    pooling_span,
+    rebuild,
+    standard_modules,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +62,7 @@ def load_encoder(
     """
     if pooling is not None:
         try:
-            pooling_class(pooling)
+            pooling_builder(pooling)
         except SynthEmbedError as exc:
             raise ModelLoadError(str(exc)) from None
     reference = str(name_or_path)
@@ -124,31 +133,59 @@ def _load_hub(
         ) from exc
 
 
-def _only_known_modules(folder: Path) -> bool:
-    """True when every module type in a local modules.json belongs to sentence-transformers or SynthEmbed.
+def _trust_for(folder: Path) -> bool:
+    """Whether loading the local sentence-transformers `folder` may import the module classes it names.
 
     sentence-transformers 6 asks for ``trust_remote_code=True`` before importing any class outside its
-    own namespace; SynthEmbed's own pooling classes are installed code, not remote code, so folders that
-    use only them (and sentence-transformers' modules) load without that flag.
+    own namespace. SynthEmbed passes it, without asking, only for classes that are its own code: the
+    installed ``synthembed.*`` classes of older folders, and ``ata_pooling.AtaPooling`` when the
+    folder's ``ata_pooling.py`` is byte-identical to a file SynthEmbed shipped. Any other custom code
+    (or a backbone with its own ``auto_map`` code) is the user's call: a clear error says so.
     """
     try:
         entries = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        types = [str(e.get("type", "")) for e in entries]
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelLoadError(f"{folder / 'modules.json'} is not a valid modules list: {exc}") from None
+    custom = [t for t in types if not t.startswith("sentence_transformers.")]
+    if not custom:
+        return False
+    foreign = [t for t in custom if not t.startswith("synthembed.") and t != ATA_TYPE]
+    if ATA_TYPE in custom and not is_known_ata_code(folder / "ata_pooling.py"):
+        foreign.append(f"{ATA_TYPE} (its ata_pooling.py differs from SynthEmbed's)")
+    if foreign:
+        raise ModelLoadError(
+            f"{folder} uses custom module code SynthEmbed did not write: {foreign}. If you trust it, load it "
+            f"with SentenceTransformer({str(folder)!r}, trust_remote_code=True); a SynthEmbed model can be "
+            f"rewritten with `synthembed export`"
+        )
+    if _has_auto_map(folder / "config.json"):
+        raise ModelLoadError(
+            f"{folder}: the backbone's config.json names its own modeling code (auto_map); load it with "
+            f"SentenceTransformer(..., trust_remote_code=True) if you trust it"
+        )
+    return True
+
+
+def _has_auto_map(config_file: Path) -> bool:
+    try:
+        return "auto_map" in json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return all(str(e.get("type", "")).startswith(("sentence_transformers.", "synthembed.")) for e in entries)
 
 
 def _load_sentence_transformer(
     reference: str, device: str | None, model_kwargs: dict[str, Any] | None
 ) -> SentenceTransformer:
     folder = Path(reference)
-    trusted = folder.is_dir() and _only_known_modules(folder)
+    trusted = folder.is_dir() and (folder / "modules.json").is_file() and _trust_for(folder)
     try:
-        return SentenceTransformer(
+        model = SentenceTransformer(
             reference, device=device, model_kwargs=model_kwargs, trust_remote_code=trusted
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(f"could not load sentence-transformers model {reference!r}: {exc}") from exc
+    return standard_modules(model)  # legacy SynthEmbed modules -> sentence-transformers' own
 
 
 def _from_backbone(
@@ -161,22 +198,29 @@ def _from_backbone(
         tokenizer.pad_token = tokenizer.eos_token  # decoders often lack a pad token
     tokenizer.padding_side = "right"
     dimension = transformer.get_embedding_dimension()
-    model = SentenceTransformer(modules=[transformer, build_pooling(pooling, dimension)], device=device)
+    try:
+        model = SentenceTransformer(modules=[transformer, *build_pooling(pooling, dimension)], device=device)
+    except AtaError as exc:  # e.g. a backbone without attention layers
+        raise ModelLoadError(f"{reference}: {exc}") from None
     pin_text_modality(model)  # sentences are encoded as they are, not wrapped in the chat template
     return model
 
 
 def replace_pooling(model: SentenceTransformer, pooling: str) -> SentenceTransformer:
-    """Return `model` with its pooling module replaced by the registry's `pooling` (other modules kept)."""
+    """Return `model` with its pooling modules replaced by the registry's `pooling` (other modules kept).
+
+    A model whose pooling already is `pooling` (same name, no options given) is returned unchanged.
+    """
+    name, options = parse_pooling_spec(pooling)
+    span = pooling_span(model)
+    if span is not None and span[0] == name and not options:
+        return model
     modules = list(model)
-    for index, module in enumerate(modules):
-        if isinstance(module, STPooling) or getattr(module, "pooling_name", None) is not None:
-            if getattr(module, "pooling_name", None) == pooling:
-                return model
-            dimension = modules[0].get_embedding_dimension()
-            modules[index] = build_pooling(pooling, dimension)
-            break
+    new = build_pooling(pooling, modules[0].get_embedding_dimension())
+    if span is None:
+        modules[1:1] = new
     else:
-        dimension = modules[0].get_embedding_dimension()
-        modules.insert(1, build_pooling(pooling, dimension))
-    return SentenceTransformer(modules=modules, device=str(model.device))
+        if span[0] == "ata":
+            detach_ata(modules[0].model)  # the last layer goes back to the model's own attention
+        modules[span[1] : span[2]] = new
+    return rebuild(model, modules)

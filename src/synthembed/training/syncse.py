@@ -20,27 +20,16 @@ def build_model(config: TrainConfig) -> Any:
     ``cls_mlp`` with ``mlp_train_only`` trains with the MLP and skips it at inference (SimCSE);
     without it the MLP is kept at inference too (SimCSE's supervised recipe).
     """
-    from sentence_transformers import SentenceTransformer
-
     from synthembed.models.encoder import load_encoder
-    from synthembed.models.pooling import build_pooling
-    from synthembed.training.max_length import inference_length, set_training_length
     from synthembed.models.modality import pin_text_modality
+    from synthembed.models.pooling import set_mlp_train_only
+    from synthembed.training.max_length import set_training_length
 
     model = load_encoder(config.model, pooling=config.pooling)
-    set_training_length(model, config.max_length)  # saved with the model's own limit (training/max_length.py)
     pin_text_modality(model)  # plain sentences, not chat messages (see synthembed.models.modality)
     if config.pooling == "cls_mlp" and config.mlp_train_only:
-        modules = list(model)
-        index = next(i for i, m in enumerate(modules) if getattr(m, "pooling_name", None) == "cls_mlp")
-        old = modules[index]
-        new = build_pooling("cls_mlp", old.embedding_dimension, mlp_train_only=True)
-        new.load_state_dict(old.state_dict())
-        modules[index] = new
-        base = inference_length(model)
-        model = SentenceTransformer(modules=modules, device=str(model.device))
-        model.max_seq_length = base
-        set_training_length(model, config.max_length)
+        model = set_mlp_train_only(model)  # the Dense becomes train-only; exports leave it out
+    set_training_length(model, config.max_length)  # saved with the model's own limit (training/max_length.py)
     return model
 
 

@@ -11,7 +11,7 @@ hooks only (training arguments, callbacks, a batch-sampler factory):
   continues from the last one (optimizer, scheduler, RNG and sampler state included);
 - the output folder: a sentence-transformers model (loadable with `load_encoder(<output>)`), plus
   ``train_config.yaml`` (everything that made the run), ``dev_curve.tsv`` (step, epoch, metrics),
-  and a model card (README.md) with a SynthEmbed section naming the data and the method.
+  and a hub-ready model card (README.md, `synthembed.models.card`: recipe, data provenance, dev scores).
 
 Example (what `synthembed train` does)::
 
@@ -39,7 +39,6 @@ import logging
 import math
 import os
 import platform
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,8 @@ from torch import nn
 
 from synthembed.compat import full_precision_forward
 from synthembed.io.atomic import atomic_write_text
+from synthembed.models.card import write_model_card
+from synthembed.models.export import save_portable
 
 logger = logging.getLogger(__name__)
 
@@ -331,13 +332,13 @@ def fit(
         staging = ckpt.begin_publish(output)  # the final folder is written whole, then swapped in
         model.max_seq_length = inference_length(model) or train_length  # for inference, not the training length
         try:
-            _save_model(model, staging)
+            save_portable(model, staging)  # train-only modules left out: plain sentence-transformers loads it
         finally:
             model.max_seq_length = train_length
         if metric_key is not None:
             write_dev_curve(staging / DEV_CURVE_FILE, trainer.state.log_history, metric_key)
         atomic_write_text(staging / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
-        _append_model_card(staging, method, data_description, full_record)
+        write_model_card(staging, _yaml_safe(full_record))  # sentence-transformers' card + provenance
         ckpt.finish_publish(output, drop=[] if settings.keep_checkpoints else [CHECKPOINTS])
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -349,47 +350,6 @@ def _step_of(checkpoint: str | None) -> int | None:
         return None
     tail = checkpoint.rstrip("/").rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else None
-
-
-def _save_model(model: nn.Module, output: Path) -> None:
-    """Save the model into a temporary sibling, then move its entries into `output` (each move atomic)."""
-    staging = output.with_name(f".{output.name}.saving")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging))
-    for entry in staging.iterdir():
-        target = output / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    staging.rmdir()
-
-
-def _append_model_card(output: Path, method: str, data: str, record: dict[str, Any]) -> None:
-    """Add a SynthEmbed section (method, data, key settings, dev result) to the model card README.md."""
-    card = output / "README.md"
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    fit_record = record.get("fit", {})
-    result = record.get("result", {})
-    lines = [
-        "",
-        "## SynthEmbed training",
-        "",
-        f"- Method: {method}",
-        f"- Training data: {data or 'not described'} ({fit_record.get('train_rows', '?')} rows)",
-        f"- Loss: {fit_record.get('loss')}",
-        f"- Steps: {result.get('steps_done')} (batch {fit_record.get('batch_size')} per process x "
-        f"{fit_record.get('world_size')} processes, lr {fit_record.get('lr')}, precision {fit_record.get('resolved_precision')})",
-    ]
-    if result.get("best_metric") is not None:
-        lines.append(
-            f"- Selected checkpoint: step {result.get('best_checkpoint_step')} by {fit_record.get('selection_metric')} "
-            f"= {result['best_metric']:.2f} (dev sets only; the curve is in {DEV_CURVE_FILE})"
-        )
-    if fit_record.get("train_max_length") is not None:
-        lines.append(f"- Max length: trained at {fit_record['train_max_length']} tokens; saved with "
-                     f"max_seq_length {fit_record.get('saved_max_seq_length')} (the base model's, for inference)")
-    lines.append(f"- Full configuration: {CONFIG_FILE}")
-    atomic_write_text(card, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 
 
 def _yaml_safe(value: Any) -> Any:
