@@ -26,16 +26,14 @@ TRIPLETS = [
 
 
 def _plain_st_losses(model, dataset, loss, tmp_path: Path, *, batch_size: int = 4, steps: int | None = None,
-                     lr: float = 5e-5, seed: int = 42, batch_sampler=None) -> list[float]:
+                     lr: float = 5e-5, seed: int = 42, **extra) -> list[float]:
     """Train with sentence-transformers' own trainer and return the per-step training losses."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    extra = {"batch_sampler": batch_sampler} if batch_sampler is not None else {}
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "plain"), per_device_train_batch_size=batch_size, num_train_epochs=1,
-        max_steps=steps or -1, learning_rate=lr, seed=seed, data_seed=seed, logging_steps=1,
-        save_strategy="no", report_to="none", use_cpu=True, **extra,
-    )
+    args = SentenceTransformerTrainingArguments(**{
+        "output_dir": str(tmp_path / "plain"), "per_device_train_batch_size": batch_size, "num_train_epochs": 1,
+        "max_steps": steps or -1, "learning_rate": lr, "seed": seed, "data_seed": seed, "logging_steps": 1,
+        "save_strategy": "no", "report_to": "none", "use_cpu": True, **extra})
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     trainer.train()
     return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -209,3 +207,37 @@ def test_listwise_teacher_mode_is_chain_ranking_loss() -> None:
     ta, tb = a.compute_loss_from_embeddings(columns, labels), b.compute_loss_from_embeddings(columns, labels)
     assert ta.keys() == tb.keys() == {"listmle", "infonce"}
     assert all(torch.isclose(ta[k], tb[k]) for k in ta)
+
+
+def test_listwise_teacher_mode_plain_st_trainer_equals_synthembed_refine(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """Ranking refinement through a plain trainer (teacher matrices computed by the user) = `synthembed refine`."""
+    from datasets import Dataset
+
+    from synthembed.cli import main
+    from synthembed.losses import ListwiseRankingLoss
+
+    chains = [[a, p, f"{p} Perhaps.", n] for a, p, n in TRIPLETS[:6]]
+    data = tmp_path / "chains.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "sentences": c}) + "\n" for i, c in enumerate(chains)),
+                    encoding="utf-8")
+    dev = tmp_path / "dev" / "sts"
+    dev.mkdir(parents=True)
+    lines = ["score\tsentence1\tsentence2"] + [f"{i % 5}\t{a}\t{p}" for i, (a, p, _) in enumerate(TRIPLETS)]
+    for name in ("stsb.dev.tsv", "sickr.trial.tsv"):
+        (dev / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "refined"
+    assert main(["refine", "--data", str(data), "--model", str(tiny_bert_dir), "--output", str(out), "--data-dir",
+                 str(dev.parent), "--eval-steps", "6", "--precision", "fp32", "--lr", "1e-4", "--seed", "42"]) == 0
+    cli = [e["loss"] for e in json.loads((out / "refine_results.json").read_text())["train_log"] if "loss" in e]
+
+    model = _tiny_model(tiny_bert_dir)
+    flat = [s for chain in chains for s in chain]
+    embeddings = model.encode(flat, convert_to_tensor=True, normalize_embeddings=True).reshape(len(chains), 4, -1)
+    teacher = (embeddings @ embeddings.transpose(1, 2)).tolist()  # (lists, 4, 4): the frozen start as teacher
+    dataset = Dataset.from_dict({**{f"s{k}": [c[k] for c in chains] for k in range(4)}, "label": teacher})
+    loss = ListwiseRankingLoss(model, targets="teacher", scale=20.0, teacher_scale=20.0, omega=0.5, seed=42)
+    # refine logs every eval_steps // 2 = 3 steps (mean loss of the 3) and evaluates on dev after step 6 only: a dev
+    # evaluation inside the trainer between steps changes the dropout masks of the steps after it
+    plain = _plain_st_losses(model, dataset, loss, tmp_path, batch_size=1, lr=1e-4, logging_steps=3)
+    assert len(plain) == len(cli) == 2
+    np.testing.assert_allclose(plain, cli, rtol=1e-4, atol=1e-5)
