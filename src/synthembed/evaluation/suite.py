@@ -133,6 +133,8 @@ def evaluate_model(
                 else:
                     task = name[len(MTEB_PREFIX) :]
                 results[name] = run_mteb_task(model, task, batch_size=batch_size)
+                if name.startswith(MTEB_LOCAL_PREFIX):
+                    results[name]["n"] = len(sts)
             except TaskUnavailable as exc:
                 skipped[name] = str(exc)
                 logger.warning("skipping %s: %s", name, exc)
