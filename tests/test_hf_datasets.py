@@ -208,3 +208,20 @@ def test_our_synthesis_outputs_load_with_datasets_json(tmp_path: Path) -> None:
     assert merged["anchor"] == [r["anchor"] for r in ours] and sorted(shards["id"]) == sorted(merged["id"])
     # and they train as they are: the dataset's columns, selected, are what InfoNCELoss takes
     assert load_training_rows(out).columns["anchor"] == merged["anchor"]
+
+
+def test_graded_records_pushed_as_a_dataset_train_with_the_curriculum(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """Our graded (MGH) records as a `datasets` folder (what push_to_hub uploads) -> `train --curriculum`."""
+    from datasets import Dataset
+
+    from synthembed.cli import main
+
+    records = [{"query": a, "positive": p, "negatives": [{"level": lv, "text": f"{n} ({lv})"} for lv in (1, 2, 3, 4)]}
+               for a, p, n in NLI]
+    folder = tmp_path / "graded"
+    folder.mkdir()
+    Dataset.from_list(records).to_parquet(str(folder / "train.parquet"))
+    out = tmp_path / "mgh"
+    assert main(["train", "--data", f"hf:{folder}", "--curriculum", "curriculum", "--output", str(out), "--model",
+                 str(tiny_bert_dir), "--batch-size", "2", "--epochs", "1", "--precision", "fp32", "--no-dev"]) == 0
+    assert "graded_records: 6" in (out / "train_config.yaml").read_text()

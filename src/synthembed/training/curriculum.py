@@ -323,10 +323,15 @@ class CurriculumSampler:
 
 
 def read_graded_records(path: str | Path) -> list[dict[str, Any]]:
-    """Graded records from a JSONL file or a synthesis output folder (its records.jsonl / shards)."""
+    """Graded records from a JSONL file, a synthesis output folder (its records.jsonl / shards), or an ``hf:``
+    dataset reference whose rows have our graded-record fields (query, positive, negatives)."""
     from synthembed.io.tables import read_jsonl
     from synthembed.synthesis.records import record_files
 
+    if isinstance(path, str) and path.startswith("hf:"):
+        from synthembed.io.hf_datasets import load, parse_reference
+
+        return [dict(row) for row in load(parse_reference(path))]
     path = Path(path)
     if path.is_dir():
         return [r for file in record_files(path) for _, r in read_jsonl(file)]
