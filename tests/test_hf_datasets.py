@@ -225,3 +225,23 @@ def test_graded_records_pushed_as_a_dataset_train_with_the_curriculum(tmp_path: 
     assert main(["train", "--data", f"hf:{folder}", "--curriculum", "curriculum", "--output", str(out), "--model",
                  str(tiny_bert_dir), "--batch-size", "2", "--epochs", "1", "--precision", "fp32", "--no-dev"]) == 0
     assert "graded_records: 6" in (out / "train_config.yaml").read_text()
+
+
+def test_our_graded_outputs_load_with_datasets_json(tmp_path: Path) -> None:
+    from datasets import load_dataset
+
+    from synthembed.cli import main
+    from synthembed.synthesis.records import iter_records
+
+    queries = tmp_path / "q.txt"
+    queries.write_text("A man is playing a guitar on the street corner.\nThe sky is very blue over the hills today.\n"
+                       "Two children are building a sandcastle on the beach.\n", encoding="utf-8")
+    out = tmp_path / "graded"
+    assert main(["synthesize", "graded", "--mode", "levels", "--input", str(queries), "--backend", "fake",
+                 "--few-shot", "1", "--output", str(out), "--no-progress"]) == 0
+    ours = list(iter_records(out))
+    if not ours:
+        pytest.skip("the fake backend kept no graded record")
+    loaded = load_dataset("json", data_files=str(out / "records.jsonl"), split="train")
+    assert len(loaded) == len(ours) and loaded["query"] == [r["query"] for r in ours]
+    assert [[n["text"] for n in row] for row in loaded["negatives"]] == [[n["text"] for n in r["negatives"]] for r in ours]
