@@ -236,8 +236,8 @@ def test_listwise_teacher_mode_plain_st_trainer_equals_synthembed_refine(tmp_pat
     teacher = (embeddings @ embeddings.transpose(1, 2)).tolist()  # (lists, 4, 4): the frozen start as teacher
     dataset = Dataset.from_dict({**{f"s{k}": [c[k] for c in chains] for k in range(4)}, "label": teacher})
     loss = ListwiseRankingLoss(model, targets="teacher", scale=20.0, teacher_scale=20.0, omega=0.5, seed=42)
-    # refine logs every eval_steps // 2 = 3 steps (mean loss of the 3) and evaluates on dev after step 6 only: a dev
-    # evaluation inside the trainer between steps changes the dropout masks of the steps after it
+    # refine logs every eval_steps // 2 = 3 steps (mean loss of the 3) and evaluates on dev after step 6 only: the
+    # trainer's evaluate() advances torch's RNG, so an evaluation between steps changes the later dropout masks
     plain = _plain_st_losses(model, dataset, loss, tmp_path, batch_size=1, lr=1e-4, logging_steps=3)
     assert len(plain) == len(cli) == 2
     np.testing.assert_allclose(plain, cli, rtol=1e-4, atol=1e-5)
