@@ -174,18 +174,21 @@ def test_mteb_glue_with_a_stand_in_package(tmp_path: Path, monkeypatch: pytest.M
     def get_tasks(tasks):
         if tasks == ["Missing"]:
             raise KeyError("Missing")
-        return [types.SimpleNamespace(metadata=types.SimpleNamespace(main_score="cosine_spearman"))]
+        return [types.SimpleNamespace(metadata=types.SimpleNamespace(main_score="main_score", name=tasks[0], type="Retrieval"))]
 
-    def evaluate(model, tasks, encode_kwargs):
+    def evaluate(model, tasks, encode_kwargs, **kwargs):
         calls["encode_kwargs"] = encode_kwargs
+        calls["model"] = model
         return types.SimpleNamespace(task_results=[FakeResult()])
 
     fake = types.ModuleType("mteb")
     fake.get_tasks, fake.evaluate, fake.__version__ = get_tasks, evaluate, "2.0-fake"
     monkeypatch.setitem(sys.modules, "mteb", fake)
+    # the encoder wrapper is built on the real mteb's AbsEncoder (tests/test_mteb_bridge.py); stand it in here
+    monkeypatch.setattr("synthembed.evaluation.mteb_runner.MTEBEncoder", lambda model: ("wrapped", model))
     results = evaluate_model(HashEncoder(), "mteb:STS12,mteb:Missing", batch_size=7, show_progress=False)
     assert results["tasks"]["mteb:STS12"]["main_score"] == pytest.approx(50.0)
-    assert results["tasks"]["mteb:STS12"]["metric"] == "cosine_spearman"
+    assert results["tasks"]["mteb:STS12"]["metric"] == "main_score" and calls["model"][0] == "wrapped"
     assert results["tasks"]["mteb:STS12"]["splits"] == {"test": [50.0]}
     assert calls["encode_kwargs"] == {"batch_size": 7}
     assert "does not know task 'Missing'" in results["skipped"]["mteb:Missing"]

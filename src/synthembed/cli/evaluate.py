@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tasks",
         default="sts7",
         help="comma-separated tasks: sts12..sts16, stsb, sickr, sts7 (all seven STS), scifact or "
-        "retrieval:DIR, rerank:NAME_OR_FILE.jsonl, mteb:TASK (default: sts7)",
+        "retrieval:DIR, rerank:NAME_OR_FILE.jsonl, mteb:TASK, mteb-sts (MTEB(eng, v2)'s STS tasks; hub data), "
+        "mteb-local:STS_NAME (a local STS file through mteb's protocol) (default: sts7)",
     )
     parser.add_argument(
         "--split",

@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "checkpoint on STS dev (STS-B dev + SICK-R trial) is saved to --output."
         ),
     )
-    parser.add_argument("--data", type=Path, required=True, help="chain records: records.jsonl or a synthesis output folder")
+    parser.add_argument("--data", required=True, help="chain records: records.jsonl, a synthesis output folder, or "
+                        "hf:OWNER/NAME[@REV][?split=..] (e.g. hf:leoner24/RankingSentences-NLI-LLaMA3-8B-32; needs the network)")
+    parser.add_argument("--columns", default=None, metavar="MAP", help="hf: data: sentences=COLUMN for an undeclared dataset")
     parser.add_argument("--model", default="embedded", help="starting encoder (load_encoder reference)")
     parser.add_argument("--output", type=Path, required=True, help="output folder (resumed from its checkpoints)")
     parser.add_argument("--teacher", default=None, help="teacher encoder (default: frozen copy of --model)")
@@ -60,7 +62,13 @@ def _run_locked(args: argparse.Namespace) -> int:
 
     if args.tau <= 0 or args.tau2 <= 0:
         raise SynthEmbedError("--tau and --tau2 must be > 0")
+    columns = None
+    if args.columns is not None:
+        from synthembed.io.hf_datasets import CHAIN_KEYS, parse_columns
+
+        columns = parse_columns(args.columns, CHAIN_KEYS)
     config = RefineConfig(
+        columns=columns,
         data=str(args.data),
         model=args.model,
         output=str(args.output),

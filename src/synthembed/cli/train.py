@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the keys below")
     parser.add_argument("--data", nargs="+", default=None,
-                        help="JSONL records, a synthesis output folder, TSV/CSV/JSONL with named columns, or a HF "
-                        "dataset; several sources are concatenated (e.g. SynCSE triplets + graded negatives)")
+                        help="JSONL records, a synthesis output folder, TSV/CSV/JSONL with named columns, a HF dataset "
+                        "folder, or hf:OWNER/NAME[@REV][?split=..&streaming=true] (e.g. hf:sjtu-lit/SynCSE-partial-NLI; "
+                        "needs the network); several sources are concatenated")
     parser.add_argument("--output", default=None, help="model folder to write (resumes if it holds checkpoints)")
     parser.add_argument("--model", default=None, help="backbone for load_encoder (default: embedded)")
     parser.add_argument("--pooling", default=None, help="pooling registry name (e.g. cls_mlp, mean, ata), options after a colon: ata:skip_first=true")
@@ -29,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--anchor-column", default=None)
     parser.add_argument("--positive-column", default=None)
     parser.add_argument("--negative-column", default=None, help="'none' for pairs without hard negatives")
+    parser.add_argument("--columns", default=None, metavar="MAP",
+                        help="column mapping, e.g. anchor=sent0,positive=sent1,negative=hard_neg (negative=none: pairs); "
+                        "known hf: datasets need none (see docs/ecosystem.md)")
     parser.add_argument("--dataset-split", default=None, help="split of a Hugging Face dataset (default: train)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N usable rows")
     parser.add_argument("--max-bad-rows", type=float, default=None,
@@ -66,6 +70,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     values: dict[str, object] = {key: getattr(args, key) for key in keys}
     if isinstance(values["data"], list):
         values["data"] = values["data"][0] if len(values["data"]) == 1 else tuple(values["data"])
+    if args.columns is not None:
+        from synthembed.io.hf_datasets import parse_columns
+
+        for ours, theirs in parse_columns(args.columns).items():
+            values[f"{ours}_column"] = theirs
+            if theirs is None:
+                args.negative_column = "none"
     if args.negative_column is not None:
         values["negative_column"] = None if args.negative_column.lower() in ("none", "null", "") else args.negative_column
     if args.no_resume:

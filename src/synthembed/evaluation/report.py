@@ -24,6 +24,10 @@ def format_table(results: dict[str, Any]) -> str:
     if average is not None:
         over = results.get("average_over", [])
         lines.append(f"STS average over {len(over)} task(s) ({', '.join(over)}): {_number(average)}")
+    if results.get("mteb_sts_average") is not None:
+        over = results.get("mteb_sts_average_over", [])
+        lines.append(f"MTEB STS average over {len(over)} task(s) ({', '.join(over)}): {_number(results['mteb_sts_average'])}")
+        lines.append(f"note: {results.get('averages_note', '')}")
     for name, note in results.get("skipped", {}).items():
         lines.append(f"skipped {name}: {note}")
     return "\n".join(lines)

@@ -2,8 +2,11 @@
 
 Task names: the STS tasks (`sts12 … sickr`, alias `sts7` for all seven), retrieval folders
 (`scifact`, or `retrieval:PATH` for any BEIR-format folder), reranking files (`rerank:NAME` or
-`rerank:PATH.jsonl`) and `mteb:TASK` (run by the optional mteb package). A task whose data is
-missing is skipped with a note in ``skipped``, never silently.
+`rerank:PATH.jsonl`), `mteb:TASK` (run by the optional mteb package; its data comes from the hub),
+`mteb-sts` (the STS tasks of MTEB(eng, v2)) and `mteb-local:STS_NAME` (one of our STS files through mteb's
+STS protocol, offline). A task whose data is missing is skipped with a note in ``skipped``, never silently.
+The SentEval-"all" STS average and the MTEB STS average are reported apart (``average`` and
+``mteb_sts_average``): they are not comparable.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 ALIASES: dict[str, tuple[str, ...]] = {"sts7": STS_TASKS}
 MTEB_PREFIX = "mteb:"
+MTEB_LOCAL_PREFIX = "mteb-local:"  # one of our STS files scored by mteb's STS protocol (offline)
+MTEB_STS_ALIAS = "mteb-sts"  # the STS tasks of MTEB(eng, v2), each as mteb:NAME (their data needs the hub)
 
 
 def expand_task_names(tasks: Sequence[str] | str) -> list[str]:
@@ -39,6 +44,11 @@ def expand_task_names(tasks: Sequence[str] | str) -> list[str]:
                 continue
             lowered = part.lower()  # STS names and aliases are case-insensitive; folder names are not
             key = lowered if lowered in STS_TASKS or lowered in ALIASES else part
+            if lowered == MTEB_STS_ALIAS:
+                from synthembed.evaluation.mteb_runner import mteb_eng_v2_sts_tasks
+
+                names.extend(MTEB_PREFIX + name for name in mteb_eng_v2_sts_tasks())
+                continue
             names.extend(ALIASES.get(key, (key,)))
     if not names:
         raise ValueError("no tasks requested")
@@ -87,7 +97,7 @@ def evaluate_model(
 
     loaded: dict[str, Task] = {}
     skipped: dict[str, str] = {}
-    mteb_names = [n for n in names if n.startswith(MTEB_PREFIX)]
+    mteb_names = [n for n in names if n.startswith((MTEB_PREFIX, MTEB_LOCAL_PREFIX))]
     for name in names:
         if name in mteb_names:
             continue
@@ -112,22 +122,38 @@ def evaluate_model(
         results[name] = task.score(table)
 
     if mteb_names:
-        from synthembed.evaluation.mteb_runner import run_mteb_task
+        from synthembed.evaluation.mteb_runner import local_sts_task, run_mteb_task
 
         for name in mteb_names:
             try:
-                results[name] = run_mteb_task(model, name[len(MTEB_PREFIX) :], batch_size=batch_size)
+                if name.startswith(MTEB_LOCAL_PREFIX):
+                    sts = load_sts_task(name[len(MTEB_LOCAL_PREFIX) :], split, data_dir)
+                    task: Any = local_sts_task(name, sts.sentences1, sts.sentences2, sts.scores, split=split,
+                                               source=sts.source)
+                else:
+                    task = name[len(MTEB_PREFIX) :]
+                results[name] = run_mteb_task(model, task, batch_size=batch_size)
+                if name.startswith(MTEB_LOCAL_PREFIX):
+                    results[name]["n"] = len(sts)
             except TaskUnavailable as exc:
                 skipped[name] = str(exc)
                 logger.warning("skipping %s: %s", name, exc)
 
     sts_done = [n for n in names if n in STS_TASKS and n in results]
     average = float(np.mean([results[n]["spearman"] for n in sts_done])) if sts_done else None
+    mteb_sts = [n for n in mteb_names if results.get(n, {}).get("type") == "STS"]
+    averages: dict[str, Any] = {}
+    if mteb_sts:  # reported apart: the two protocols' averages are not comparable
+        from synthembed.evaluation.mteb_runner import COMPARABILITY_NOTE
+
+        averages = {"mteb_sts_average": float(np.mean([results[n]["main_score"] for n in mteb_sts])),
+                    "mteb_sts_average_over": mteb_sts, "averages_note": COMPARABILITY_NOTE}
     return {
         "model": model_name if model_name is not None else _model_label(model),
         "tasks": {n: results[n] for n in names if n in results},
         "average": average,
         "average_over": sts_done,
+        **averages,
         "skipped": skipped,
         "config": {
             "tasks": names,

@@ -51,7 +51,46 @@ class InfoNCELoss(nn.Module):
         mlm_weight: weight of the auxiliary MLM term (0 disables it).
         mlm_probability: share of tokens masked for the MLM term.
 
-    Inputs: 2 or more text columns (anchor, positive, then any number of negative columns); no labels.
+    Requirements:
+        1. (anchor, positive) pairs, (anchor, positive, negative) triplets or (anchor, positive,
+           negative_1, ..., negative_k) n-tuples; every row the same number of negatives.
+
+    Inputs:
+        +-------------------------------------------------+--------+
+        | Texts                                           | Labels |
+        +=================================================+========+
+        | (anchor, positive) pairs                        | none   |
+        +-------------------------------------------------+--------+
+        | (anchor, positive, negative) triplets           | none   |
+        +-------------------------------------------------+--------+
+        | (anchor, positive, negative_1, ..., negative_k) | none   |
+        +-------------------------------------------------+--------+
+
+    Recommendations:
+        - ``batch_sampler=BatchSamplers.NO_DUPLICATES`` (or `synthembed.training.curriculum.CurriculumSampler`
+          for graded negatives) so no in-batch negative repeats an anchor or positive.
+
+    Relations:
+        - With ``hard_negative_weight=0`` it equals ``MultipleNegativesRankingLoss(model, scale=1/temperature)``
+          (one direction, cosine similarity); ``b > 0`` is SimCSE's hard-negative weighting, which MNRL lacks.
+        - `synthembed.losses.GradedNegativesLoss` is this loss with one weight per graded negative column.
+
+    Example:
+        ::
+
+            from datasets import Dataset
+            from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+            from synthembed.losses import InfoNCELoss
+
+            model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
+            train_dataset = Dataset.from_dict({
+                "anchor": ["A man plays a guitar.", "Two dogs run in a field."],
+                "positive": ["Someone plays an instrument.", "Dogs are running outside."],
+                "negative": ["A man is sleeping.", "Two cats sleep indoors."],
+            })
+            loss = InfoNCELoss(model, temperature=0.05, hard_negative_weight=0.0)
+            trainer = SentenceTransformerTrainer(model=model, train_dataset=train_dataset, loss=loss)
+            trainer.train()
     """
 
     def __init__(
@@ -116,12 +155,17 @@ class InfoNCELoss(nn.Module):
 
         rows = torch.arange(batch, device=anchors.device)  # (batch,)
         own = rows + offset  # (batch,) index of each row's own positive among the candidates
-        if self.hard_negative_weight != 0 and len(embeddings) > 2:
+        biases = self.negative_column_weights(len(embeddings) - 2)  # one log-weight per negative column
+        if any(b != 0 for b in biases):
             weight = torch.zeros_like(logits)  # (batch, (1 + n_neg) * world)
-            for column in range(1, len(embeddings) - 1):
-                weight[rows, column * world + own] = self.hard_negative_weight
+            for column, bias in enumerate(biases, start=1):
+                weight[rows, column * world + own] = bias
             logits = logits + weight
         return nn.functional.cross_entropy(logits, own)
+
+    def negative_column_weights(self, n_negative_columns: int) -> list[float]:
+        """The log-weight ``b`` added to each row's own negative, per negative column (all equal here)."""
+        return [self.hard_negative_weight] * n_negative_columns
 
     def get_config_dict(self) -> dict[str, Any]:
         return {

@@ -17,14 +17,17 @@ so a batch never holds the same query twice and in-batch negatives stay valid. S
 epoch (``epochs_per_stage=False``, default) or stage ``k`` fills epoch ``k`` (``True``).
 
 Plug it into the trainer at its documented hook: ``SentenceTransformerTrainingArguments(batch_sampler=
-curriculum.batch_sampler_factory())`` (the trainer calls the factory with the dataset and batch size and
-calls ``set_epoch`` every epoch); the rest of the training loop is the library's.
+CurriculumSampler(order="curriculum"))`` (the trainer calls it with the dataset and batch size and calls
+``set_epoch`` every epoch); the rest of the training loop is the library's. A batch never holds a query
+twice (so several negatives per query never meet in one batch) nor, by default, any text twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ from synthembed.errors import DataError, SynthEmbedError
 
 __all__ = [
     "CurriculumBatchSampler",
+    "CurriculumSampler",
     "CurriculumSpec",
     "GradedRows",
     "graded_rows",
@@ -158,10 +162,14 @@ def level_major_dataset(rows: GradedRows, levels: Sequence[int] = ALL_LEVELS):
 class CurriculumBatchSampler:
     """Batches of level-major dataset indices in curriculum order (see the module docstring).
 
-    ``n_records`` is the number of records (the dataset has ``len(levels) * n_records`` rows).
+    ``n_records`` is the number of records (the dataset has ``len(levels) * n_records`` rows). With
+    ``row_keys`` (one set of text hashes per dataset row, see `row_text_keys`) a batch also never holds the
+    same text twice (sentence-transformers' NO_DUPLICATES guarantee): a row whose text is already in the
+    batch waits for the next batch instead.
     """
 
-    def __init__(self, n_records: int, batch_size: int, spec: CurriculumSpec, drop_last: bool = True) -> None:
+    def __init__(self, n_records: int, batch_size: int, spec: CurriculumSpec, drop_last: bool = True,
+                 row_keys: Sequence[frozenset[int]] | None = None) -> None:
         if batch_size > n_records:
             raise SynthEmbedError(f"batch size {batch_size} exceeds the {n_records} graded records")
         self.n_records = n_records
@@ -170,6 +178,9 @@ class CurriculumBatchSampler:
         self.drop_last = drop_last
         self.kind, self.stage_levels = spec.stages()
         self.levels = tuple(spec.levels)
+        if row_keys is not None and len(row_keys) != len(self.levels) * n_records:
+            raise SynthEmbedError(f"row_keys has {len(row_keys)} entries for {len(self.levels) * n_records} rows")
+        self.row_keys = row_keys
         self.epoch = 0
         per_pass = n_records // batch_size if drop_last else math.ceil(n_records / batch_size)
         self.steps_per_epoch = spec.steps_per_epoch or per_pass
@@ -193,31 +204,59 @@ class CurriculumBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(f"{self.spec.seed}:{self.epoch}")
-        order: list[int] = []
-        position = 0
+        pool: deque[int] = deque()  # records still to visit in this stage's permutation, in order
+        deferred: list[int] = []  # records skipped because a text of theirs was already in the batch
         previous_level: object = object()
         for level in self.schedule():
             if level != previous_level:  # each stage walks its own fresh permutation
-                order, position, previous_level = [], 0, level
-            batch: list[int] = []
-            while len(batch) < self.batch_size:
-                if position >= len(order):
-                    remaining = set(batch)
-                    order = [i for i in rng.sample(range(self.n_records), self.n_records) if i not in remaining]
-                    position = 0
-                    if not order:
-                        break
-                batch.append(order[position])
-                position += 1
-            if level is None:
-                blocks = [rng.randrange(len(self.levels)) for _ in batch]
+                pool, deferred, previous_level = deque(), [], level
+            yield self._next_batch(level, pool, deferred, rng)
+
+    def _next_batch(self, level: int | None, pool: deque[int], deferred: list[int], rng: random.Random) -> list[int]:
+        """One batch of row indices: deferred records first, then the pool (refilled with a fresh permutation
+        of the records not already waiting when it runs out). `pool` and `deferred` are updated in place."""
+        rows: list[int] = []
+        taken: set[int] = set()
+        keys: set[int] = set()
+        waiting: list[int] = []
+
+        def offer(record: int) -> None:
+            block = rng.randrange(len(self.levels)) if level is None else self.levels.index(level)
+            row = block * self.n_records + record
+            row_keys = self.row_keys[row] if self.row_keys is not None else frozenset()
+            if len(rows) < self.batch_size and keys.isdisjoint(row_keys):
+                rows.append(row)
+                taken.add(record)
+                keys.update(row_keys)
             else:
-                blocks = [self.levels.index(level)] * len(batch)
-            yield [block * self.n_records + record for block, record in zip(blocks, batch)]
+                waiting.append(record)
+
+        for record in deferred:
+            offer(record)
+        while len(rows) < self.batch_size:
+            if not pool:
+                busy = taken.union(waiting)
+                fresh = [r for r in rng.sample(range(self.n_records), self.n_records) if r not in busy]
+                if not fresh:
+                    raise SynthEmbedError(
+                        f"cannot fill a batch of {self.batch_size} records without repeating a text: only {len(rows)} "
+                        "fit; lower the batch size or de-duplicate the data")
+                pool.extend(fresh)
+            offer(pool.popleft())
+        deferred[:] = waiting
+        return rows
 
     def batch_sampler_factory(self) -> SamplerFactory:
         """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)`` returning this sampler."""
         return SamplerFactory(self)
+
+
+def row_text_keys(dataset: Any, columns: Sequence[str] | None = None) -> list[frozenset[int]]:
+    """Per dataset row, the hashes of its text cells (all string columns by default), for duplicate checks."""
+    names = list(columns) if columns is not None else [
+        name for name, feature in dataset.features.items() if getattr(feature, "dtype", None) in ("string", "large_string")]
+    values = [dataset[name] for name in names]
+    return [frozenset(hash(column[i]) for column in values) for i in range(len(dataset))]
 
 
 class SamplerFactory:
@@ -241,11 +280,58 @@ class SamplerFactory:
         return f"SamplerFactory(order={self.sampler.spec.order!r})"
 
 
+class CurriculumSampler:
+    """The curriculum as a sentence-transformers batch sampler: ``SentenceTransformerTrainingArguments(
+    batch_sampler=CurriculumSampler(order="curriculum"))`` with a `level_major_dataset` as the train dataset.
+
+    The trainer calls it with the dataset and its batch size (and seed); it returns a `CurriculumBatchSampler`
+    whose ``set_epoch`` the trainer calls every epoch. Every batch holds distinct queries (each query is in
+    the dataset once per level: several negatives per query, never two of them in one batch) and, with
+    ``no_duplicates`` (default), no text twice, so in-batch negatives stay true negatives. The schedule is a
+    function of (seed, epoch) only, so a run resumed from a checkpoint sees the batches it would have seen.
+
+    Args:
+        order: ``curriculum`` (levels 4 -> 1), ``reverse``, ``random`` (levels mixed) or ``single:N``.
+        levels: the levels, in the dataset's block order (`level_major_dataset`'s ``levels``).
+        stage_fractions, steps_per_epoch, epochs_per_stage: as `CurriculumSpec`.
+        seed: the schedule's seed; None = the trainer's ``seed`` argument.
+        no_duplicates: also keep repeated texts (e.g. two records sharing a positive) out of a batch.
+    """
+
+    def __init__(self, order: str = "curriculum", levels: Sequence[int] = ALL_LEVELS, *,
+                 stage_fractions: Sequence[float] | None = None, steps_per_epoch: int | None = None,
+                 epochs_per_stage: bool = False, seed: int | None = None, no_duplicates: bool = True) -> None:
+        self.spec = CurriculumSpec(order=order, stage_fractions=stage_fractions, steps_per_epoch=steps_per_epoch,
+                                   epochs_per_stage=epochs_per_stage, seed=0 if seed is None else seed,
+                                   levels=tuple(levels))
+        self.spec.stages()  # reject a bad order now, not at the first batch
+        self.seed = seed
+        self.no_duplicates = no_duplicates
+
+    def __call__(self, dataset: Any, batch_size: int, drop_last: bool = True, valid_label_columns: Any = None,
+                 generator: Any = None, seed: int = 0) -> CurriculumBatchSampler:
+        n_levels = len(self.spec.levels)
+        if len(dataset) % n_levels:
+            raise SynthEmbedError(f"a curriculum dataset has one block of rows per level ({n_levels} levels), but "
+                                  f"{len(dataset)} rows do not divide into {n_levels}; build it with level_major_dataset()")
+        spec = dataclasses.replace(self.spec, seed=seed if self.seed is None else self.seed)
+        keys = row_text_keys(dataset) if self.no_duplicates else None
+        return CurriculumBatchSampler(len(dataset) // n_levels, batch_size, spec, drop_last=True, row_keys=keys)
+
+    def __repr__(self) -> str:
+        return f"CurriculumSampler(order={self.spec.order!r}, levels={list(self.spec.levels)})"
+
+
 def read_graded_records(path: str | Path) -> list[dict[str, Any]]:
-    """Graded records from a JSONL file or a synthesis output folder (its records.jsonl / shards)."""
+    """Graded records from a JSONL file, a synthesis output folder (its records.jsonl / shards), or an ``hf:``
+    dataset reference whose rows have our graded-record fields (query, positive, negatives)."""
     from synthembed.io.tables import read_jsonl
     from synthembed.synthesis.records import record_files
 
+    if isinstance(path, str) and path.startswith("hf:"):
+        from synthembed.io.hf_datasets import load, parse_reference
+
+        return [dict(row) for row in load(parse_reference(path))]
     path = Path(path)
     if path.is_dir():
         return [r for file in record_files(path) for _, r in read_jsonl(file)]
@@ -285,7 +371,8 @@ def train_graded(
     if model is None:
         model = build_model(config)
     loss = InfoNCELoss(model, temperature=config.temperature, hard_negative_weight=config.hard_negative_weight)
-    sampler = CurriculumBatchSampler(len(rows), config.batch_size, spec, drop_last=True)
+    dataset = level_major_dataset(rows, spec.levels)
+    sampler = CurriculumBatchSampler(len(rows), config.batch_size, spec, drop_last=True, row_keys=row_text_keys(dataset))
     settings = FitSettings.from_config(config)
     record = {
         "config": config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config),
@@ -296,7 +383,7 @@ def train_graded(
     }
     return fit(
         model,
-        level_major_dataset(rows, spec.levels),
+        dataset,
         loss,
         config.output,
         settings=settings,

@@ -5,7 +5,9 @@ Output columns: ``anchor``, ``positive`` and ``negative_1 .. negative_k`` (k >= 
 
 - our JSONL records ``{"id", "anchor", "positive", "negative"}`` where ``negative`` is a string or a
   list of strings (graded negatives), and any JSONL/TSV/CSV file with named columns;
-- a Hugging Face dataset: a ``save_to_disk`` folder or a hub name (``dataset_split`` picks the split).
+- a Hugging Face dataset: a ``save_to_disk`` folder or a hub name (``dataset_split`` picks the split);
+- ``hf:`` references to `datasets.load_dataset` with the published datasets' column mappings
+  (`synthembed.io.hf_datasets`).
 
 Rows with an empty/missing anchor or positive (or, when negatives are used, no negative) are
 skipped and counted by reason; a malformed row (a field that is not text, e.g. ``"anchor": 42``) is
@@ -186,7 +188,15 @@ def load_training_rows(
     limit: int | None = None,
     max_bad_share: float = MAX_BAD_SHARE,
 ) -> LoadedRows:
-    """Load training rows from a file path, a synthesis output folder, or a Hugging Face dataset reference."""
+    """Load training rows from a file path, a synthesis output folder, or a Hugging Face dataset reference
+    (``hf:ID[@REV][?split=..&streaming=..]``, see `synthembed.io.hf_datasets`)."""
+    if isinstance(data, str) and data.startswith("hf:"):
+        from synthembed.io.hf_datasets import training_records
+
+        given = {"anchor": anchor, "positive": positive, "negative": negative}
+        override = {k: v for k, v in given.items() if v != k}  # what differs from the defaults overrides the schema
+        records, has_negative, source = training_records(data, override, default_split=split, limit=limit)
+        return rows_from_records(records, source, negative="negative" if has_negative else None, limit=limit)
     path = Path(data).expanduser()
     if path.is_dir() and ((path / "records.jsonl").is_file() or (path / "records").is_dir()):
         records = [(f"{file}:{line}", row) for file in record_files(path) for line, row in read_records(file)]

@@ -57,17 +57,22 @@ class RefineConfig:
     data_dir: str | None = None  # benchmark data (shared/data layout) for dev selection; None: $SYNTHEMBED_DATA
     dev_tasks: list[str] = field(default_factory=lambda: ["stsb", "sickr"])
     limit: int | None = None  # use at most this many chains
+    columns: dict[str, str | None] | None = None  # hf: data: {"sentences": COLUMN} for undeclared datasets
     seed: int = 42
     device: str | None = None
     precision: str = "auto"  # as `train`: bf16 autocast on CPUs with native bf16, else fp32
 
 
-def load_chains(path: str | Path, limit: int | None = None) -> tuple[list[list[str]], Counter]:
-    """Chains from a records JSONL file or a synthesis output folder; returns (chains, skipped counts).
+def load_chains(path: str | Path, limit: int | None = None, columns: dict[str, str | None] | None = None
+                ) -> tuple[list[list[str]], Counter]:
+    """Chains from a records JSONL file, a synthesis output folder or an ``hf:`` dataset reference (with an
+    optional ``{"sentences": COLUMN}`` mapping); returns (chains, skipped counts).
 
     Bad lines raise a `DataError` naming file and line; records with fewer than 3 sentences are
     skipped (``too_short``): a list of two carries no ranking.
     """
+    if isinstance(path, str) and path.startswith("hf:"):
+        return _hub_chains(path, limit, columns)
     path = Path(path)
     if path.is_dir():
         files = record_files(path)
@@ -92,6 +97,26 @@ def load_chains(path: str | Path, limit: int | None = None) -> tuple[list[list[s
                 return chains, skipped
     if not chains:
         raise DataError(path, "no usable chains (each needs at least 3 sentences)")
+    return chains, skipped
+
+
+def _hub_chains(reference: str, limit: int | None, columns: dict[str, str | None] | None) -> tuple[list[list[str]], Counter]:
+    """Chains from an ``hf:`` reference (`synthembed.io.hf_datasets.chain_lists`), the same rules as files."""
+    from synthembed.io.hf_datasets import chain_lists
+
+    chains: list[list[str]] = []
+    skipped: Counter = Counter()
+    for number, chain in chain_lists(reference, columns):
+        if chain is None:
+            raise DataError(reference, "a chain needs a list of strings (or its Python list literal)", number)
+        if len(chain) < 3:
+            skipped["too_short"] += 1
+            continue
+        chains.append(chain)
+        if limit is not None and len(chains) >= limit:
+            break
+    if not chains:
+        raise DataError(reference, "no usable chains (each needs at least 3 sentences)")
     return chains, skipped
 
 
@@ -153,7 +178,7 @@ def refine(config: RefineConfig) -> dict[str, Any]:
     output = Path(config.output)
     set_seed(config.seed)
 
-    raw, skipped = load_chains(config.data, config.limit)
+    raw, skipped = load_chains(config.data, config.limit, config.columns)
     chains, n, too_short = _common_length(raw, config.list_size)
     if too_short:
         skipped["shorter_than_list_size"] += too_short
