@@ -1,0 +1,88 @@
+"""Checks of a run's data and training that warn in plain words when something is off.
+
+Each check compares one number with a threshold written down here and in docs/report.md. A check that
+fires becomes a warning at the top of the report; a check without enough data says so and passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+NEGATIVE_CLOSER_SHARE = 0.5  # warn when in more than half the rows the negative is at least as close as the positive
+DROPPED_SHARE = 0.25  # warn when more than a quarter of the generated rows were dropped
+CHAIN_NOT_FALLING_SHARE = 0.25  # warn when more than a quarter of the chains do not fall with position
+
+
+@dataclass
+class Audit:
+    check: str  # short name, e.g. "negatives closer than positives"
+    subject: str  # what was checked (a stage)
+    fired: bool
+    message: str  # one plain sentence: the number, the threshold, and what it means
+    threshold: str
+
+
+def negatives_closer(subject: str, positive: Sequence[float], negative: Sequence[float], model: str, label: str = "negative") -> Audit:
+    """Rows where cos(anchor, negative) >= cos(anchor, positive): the contrastive signal is inverted there."""
+    threshold = f"more than {NEGATIVE_CLOSER_SHARE:.0%} of rows"
+    if not len(positive):
+        return Audit("negatives closer than positives", subject, False, "no complete rows to check", threshold)
+    pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    share = float(np.mean(neg >= pos))
+    fired = share > NEGATIVE_CLOSER_SHARE
+    message = (
+        f"In {share:.0%} of {len(pos)} rows the {label} is at least as close to the anchor as the positive "
+        f"(mean cosine {neg.mean():.2f} vs {pos.mean():.2f}, under {model})."
+    )
+    if fired:
+        message += " The training signal is inverted for these rows: the generator mostly copied the anchor."
+    return Audit("negatives closer than positives", subject, fired, message, threshold)
+
+
+def dropped_rows(subject: str, kept: int, dropped: Mapping[str, int]) -> Audit:
+    """Share of generated rows the filters dropped."""
+    threshold = f"more than {DROPPED_SHARE:.0%} of rows"
+    total_dropped = int(sum(dropped.values()))
+    total = kept + total_dropped
+    if total == 0:
+        return Audit("rows dropped", subject, False, "no rows were generated", threshold)
+    share = total_dropped / total
+    reasons = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in sorted(dropped.items(), key=lambda kv: -kv[1]))
+    message = f"{total_dropped} of {total} generated rows ({share:.0%}) were dropped" + (f" ({reasons})." if reasons else ".")
+    fired = share > DROPPED_SHARE
+    if fired:
+        message += " The generator's output mostly fails the filters: look at the dropped rows below before trusting the rest."
+    return Audit("rows dropped", subject, fired, message, threshold)
+
+
+def chains_not_falling(subject: str, taus: Sequence[float], model: str) -> Audit:
+    """Chains whose similarity to s0 does not fall with position (Kendall tau <= 0)."""
+    threshold = f"more than {CHAIN_NOT_FALLING_SHARE:.0%} of chains"
+    if not len(taus):
+        return Audit("chains whose similarity does not fall", subject, False, "no chain of 3 or more sentences to check", threshold)
+    share = float(np.mean(np.asarray(taus) <= 0))
+    message = (
+        f"In {share:.0%} of {len(taus)} chains the similarity to the first sentence does not fall with position "
+        f"(Kendall tau <= 0 under {model}; mean tau {np.mean(taus):+.2f})."
+    )
+    fired = share > CHAIN_NOT_FALLING_SHARE
+    if fired:
+        message += " The ranking these chains teach disagrees with the model's own order."
+    return Audit("chains whose similarity does not fall", subject, fired, message, threshold)
+
+
+def dev_never_beats_base(subject: str, curve: Sequence[tuple[float, float]], base: float | None, base_label: str) -> Audit:
+    """A training stage whose dev score never rises above the base model's."""
+    threshold = "best dev score <= the base model's"
+    after = [score for step, score in curve if step > 0]
+    if base is None or not after:
+        return Audit("dev curve never beats the base model", subject, False, "no dev score after step 0, or no base score, to compare", threshold)
+    best = max(after)
+    fired = best <= base
+    message = f"Best dev score {best:.2f} against {base:.2f} for {base_label} ({best - base:+.2f} points)."
+    if fired:
+        message += " Training never improved on the model it started from: the selected checkpoint is no better than the base."
+    return Audit("dev curve never beats the base model", subject, fired, message, threshold)
