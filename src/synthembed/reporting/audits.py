@@ -38,7 +38,8 @@ def negatives_closer(subject: str, positive: Sequence[float], negative: Sequence
         f"(mean cosine {neg.mean():.2f} vs {pos.mean():.2f}, under {model})."
     )
     if fired:
-        message += " The training signal is inverted for these rows: the generator mostly copied the anchor."
+        message += (" For these rows the training signal is inverted: the model is taught to push away a sentence it finds "
+                    "closer than the positive (often a negative that copies the anchor).")
     return Audit("negatives closer than positives", subject, fired, message, threshold)
 
 
