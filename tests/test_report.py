@@ -97,7 +97,7 @@ def test_clean_run_has_tables_intervals_and_no_warning(tmp_path: Path) -> None:
     markdown = (run / "report.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| base-model") or line.startswith("| fit")]
     assert rows[0].startswith("| base-model (base) |") and rows[1].startswith("| fit |")  # pipeline order
-    assert re.search(r"\| fit \| [\d.]+ \(\+[\d.]+ \[\+[\d.]+, \+[\d.]+\]\) \| [\d.]+ \(\+0\.00 \[\+0\.00, \+0\.00\] n\.s\.\) \|", rows[1]), rows[1]
+    assert re.search(r"\| fit \| [\d.]+ \(\+[\d.]+ \[\+[\d.]+, \+[\d.]+\]\) \| [\d.]+ \(0\.00 \[0\.00, 0\.00\] n\.s\.\) \|", rows[1]), rows[1]
     assert "## Warnings" not in markdown and "No check fired" in page
     assert "<pre" not in page and page.count("<table") >= 5
     for section in ("warnings", "r1-scores", "r1-training", "r1-data", "r1-checks", "r1-stages", "method"):
@@ -150,7 +150,7 @@ def test_results_without_per_pair_outcomes_show_the_change_without_an_interval(t
         path.write_text(json.dumps(data))
     markdown = (write_report(run, with_model_plots=False).with_suffix(".md")).read_text()
     assert "written before per-pair outcomes were stored" in markdown
-    assert re.search(r"\| fit \| [\d.]+ \(\+[\d.]+ \[.*\]\) \| [\d.]+ \(\+0\.00\) \|", markdown)
+    assert re.search(r"\| fit \| [\d.]+ \(\+[\d.]+ \[.*\]\) \| [\d.]+ \(0\.00\) \|", markdown)
 
 
 def test_several_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 NEGATIVE_CLOSER_SHARE = 0.5  # warn when in more than half the rows the negative is at least as close as the positive
+# (the check also warns when the negatives are, on average, at least as close as the positives)
 DROPPED_SHARE = 0.25  # warn when more than a quarter of the generated rows were dropped
 CHAIN_NOT_FALLING_SHARE = 0.25  # warn when more than a quarter of the chains do not fall with position
 
@@ -26,13 +27,17 @@ class Audit:
 
 
 def negatives_closer(subject: str, positive: Sequence[float], negative: Sequence[float], model: str, label: str = "negative") -> Audit:
-    """Rows where cos(anchor, negative) >= cos(anchor, positive): the contrastive signal is inverted there."""
-    threshold = f"more than {NEGATIVE_CLOSER_SHARE:.0%} of rows"
+    """Rows where cos(anchor, negative) >= cos(anchor, positive): the contrastive signal is inverted there.
+
+    Fires when the mean negative cosine is at least the mean positive one, or when more than
+    `NEGATIVE_CLOSER_SHARE` of the rows are inverted.
+    """
+    threshold = f"mean negative cosine >= mean positive cosine, or more than {NEGATIVE_CLOSER_SHARE:.0%} of rows inverted"
     if not len(positive):
         return Audit("negatives closer than positives", subject, False, "no complete rows to check", threshold)
     pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
     share = float(np.mean(neg >= pos))
-    fired = share > NEGATIVE_CLOSER_SHARE
+    fired = share > NEGATIVE_CLOSER_SHARE or float(neg.mean()) >= float(pos.mean())
     message = (
         f"In {share:.0%} of {len(pos)} rows the {label} is at least as close to the anchor as the positive "
         f"(mean cosine {neg.mean():.2f} vs {pos.mean():.2f}, under {model})."
@@ -55,7 +60,7 @@ def dropped_rows(subject: str, kept: int, dropped: Mapping[str, int]) -> Audit:
     message = f"{total_dropped} of {total} generated rows ({share:.0%}) were dropped" + (f" ({reasons})." if reasons else ".")
     fired = share > DROPPED_SHARE
     if fired:
-        message += " The generator's output mostly fails the filters: look at the dropped rows below before trusting the rest."
+        message += " A large share of what the generator writes fails the filters: read the dropped rows below before trusting the rest."
     return Audit("rows dropped", subject, fired, message, threshold)
 
 

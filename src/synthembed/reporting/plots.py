@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 MIN_SPAN = 2.0  # points (x100): the smallest y range a score axis shows, so noise never fills the frame
 WIDE = (7.2, 3.6)  # inches; shown at up to ~950 px
@@ -132,6 +133,7 @@ def dev_curves(
             values.append(value)
             ax.axhline(value, color="black", linestyle="--", linewidth=1, label=label)
         ax.set_ylim(*honest_limits(values))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("training step (stages one after another)")
         ax.set_ylabel(ylabel)
         ax.set_title("Dev score during training", loc="left")
@@ -156,6 +158,7 @@ def drop_reasons(caption: str, counts: Mapping[str, Mapping[str, int]]) -> Figur
             ax.text(value, position, f" {value}", va="center", fontsize=8)
         ax.set_yticks(y, [_wrap(label, 24 if narrow else 40) for label in labels])
         ax.set_xlim(0, max(values) * 1.15)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("rows")
         ax.set_title("Generated rows kept and dropped (by reason)", loc="left")
 

@@ -100,6 +100,10 @@ class RunView:
     similarity_model: str | None
 
     @property
+    def headline(self) -> str | None:
+        return headline(self.rows)
+
+    @property
     def warnings(self) -> list[audits.Audit]:
         return [a for a in self.audits if a.fired]
 
@@ -183,14 +187,36 @@ def average_notes(contents: RunContents) -> list[str]:
     return sorted(set(notes))
 
 
+def signed(value: float) -> str:
+    """'+1.25', '-0.30', and '0.00' for anything that rounds to zero (never '-0.00')."""
+    text = f"{value:+.2f}"
+    return "0.00" if text in ("+0.00", "-0.00") else text
+
+
 def change_text(change: Change | None) -> str:
-    """'+1.25 [+0.30, +2.10]' (with ', n.s.' when the interval covers zero)."""
+    """'+1.25 [+0.30, +2.10]' (with ' n.s.' when the interval covers zero)."""
     if change is None:
         return ""
     if not change.has_interval:
-        return f"{change.delta:+.2f}"
-    text = f"{change.delta:+.2f} [{change.low:+.2f}, {change.high:+.2f}]"
+        return signed(change.delta)
+    text = f"{signed(change.delta)} [{signed(change.low)}, {signed(change.high)}]"
     return text + (" n.s." if change.covers_zero else "")
+
+
+def headline(rows: Sequence[ModelRow]) -> str | None:
+    """One sentence on the last model the run produced against the base, on the test columns."""
+    base = next((r for r in rows if r.is_base), None)
+    final = next((r for r in reversed(rows) if r.stage is not None and r.changes), None)
+    if base is None or final is None:
+        return None
+    columns = [c for c in final.changes if c.endswith("(test)")] or list(final.changes)
+    parts = []
+    for column in columns:
+        change = final.changes[column]
+        verdict = ("no interval" if not change.has_interval else "not distinguishable from noise" if change.covers_zero
+                   else "better" if change.delta > 0 else "worse")
+        parts.append(f"{column} {change.base:.2f} → {change.other:.2f} ({change_text(change).removesuffix(' n.s.')}: {verdict})")
+    return f"The final model {final.label} against the base model {base.label}: " + "; ".join(parts) + "."
 
 
 # ---------------------------------------------------------------- training
@@ -380,6 +406,8 @@ def markdown(views: Sequence[RunView]) -> str:
         heading = "##" if len(views) == 1 else "###"
         if len(views) > 1:
             lines += [f"## {view.name}", ""]
+        if view.headline:
+            lines += [f"**In short:** {view.headline}", ""]
         if view.columns:
             lines += [f"{heading} Scores (x100; change from {view.base} with paired bootstrap 95% interval; n.s. = interval covers 0)", ""]
             lines.append("| model | " + " | ".join(view.columns) + " |")
