@@ -15,6 +15,7 @@ NEGATIVE_CLOSER_SHARE = 0.5  # warn when in more than half the rows the negative
 # (the check also warns when the negatives are, on average, at least as close as the positives)
 DROPPED_SHARE = 0.25  # warn when more than a quarter of the generated rows were dropped
 CHAIN_NOT_FALLING_SHARE = 0.25  # warn when more than a quarter of the chains do not fall with position
+DEV_MIN_GAIN = 0.1  # points (x100): a dev gain smaller than this is rounding and noise, not "beating" the base
 
 
 @dataclass
@@ -37,10 +38,12 @@ def negatives_closer(subject: str, positive: Sequence[float], negative: Sequence
         return Audit("negatives closer than positives", subject, False, "no complete rows to check", threshold)
     pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
     share = float(np.mean(neg >= pos))
-    fired = share > NEGATIVE_CLOSER_SHARE or float(neg.mean()) >= float(pos.mean())
+    closer_on_average = float(neg.mean()) >= float(pos.mean())
+    fired = share > NEGATIVE_CLOSER_SHARE or closer_on_average
     message = (
-        f"In {share:.0%} of {len(pos)} rows the {label} is at least as close to the anchor as the positive "
-        f"(mean cosine {neg.mean():.2f} vs {pos.mean():.2f}, under {model})."
+        f"Under {model} the {label}s are on average {'at least as close to' if closer_on_average else 'farther from'} "
+        f"the anchor {'as' if closer_on_average else 'than'} the positives (mean cosine {neg.mean():.2f} vs {pos.mean():.2f}), "
+        f"and in {share:.0%} of {len(pos)} rows the {label} is at least as close as the positive."
     )
     if fired:
         message += (" For these rows the training signal is inverted: the model is taught to push away a sentence it finds "
@@ -82,13 +85,14 @@ def chains_not_falling(subject: str, taus: Sequence[float], model: str) -> Audit
 
 def dev_never_beats_base(subject: str, curve: Sequence[tuple[float, float]], base: float | None, base_label: str) -> Audit:
     """A training stage whose dev score never rises above the base model's."""
-    threshold = "best dev score <= the base model's"
+    threshold = f"best dev score less than {DEV_MIN_GAIN} points above the base model's"
     after = [score for step, score in curve if step > 0]
     if base is None or not after:
         return Audit("dev curve never beats the base model", subject, False, "no dev score after step 0, or no base score, to compare", threshold)
     best = max(after)
-    fired = best <= base
-    message = f"Best dev score {best:.2f} against {base:.2f} for {base_label} ({best - base:+.2f} points)."
+    fired = best < base + DEV_MIN_GAIN
+    message = f"Best dev score {best:.3f} against {base:.3f} for {base_label} ({best - base:+.3f} points)."
     if fired:
-        message += " Training never improved on the model it started from: the selected checkpoint is no better than the base."
+        message += (f" Training never improved on the base model by {DEV_MIN_GAIN} points or more: the selected checkpoint "
+                    "is no better than where it started.")
     return Audit("dev curve never beats the base model", subject, fired, message, threshold)

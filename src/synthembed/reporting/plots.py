@@ -53,7 +53,8 @@ def render(caption: str, draw: Drawing, height: float | None = None) -> Figure:
     images = []
     for size, narrow in ((WIDE, False), (NARROW, True)):
         width, default_height = size
-        with plt.rc_context({"font.size": 9 if narrow else 10, "axes.titlesize": 10, "legend.fontsize": 8}):
+        with plt.rc_context({"font.size": 11 if narrow else 10, "axes.titlesize": 11 if narrow else 10,
+                             "legend.fontsize": 10 if narrow else 8}):
             fig, ax = plt.subplots(figsize=(width, height or default_height))
             draw(fig, ax, narrow)
             ax.grid(True, alpha=0.3, linewidth=0.6)
@@ -99,12 +100,12 @@ def effects(caption: str, rows: Sequence[Effect], base: str) -> Figure | Skipped
         ax.axvline(0.0, color="black", linewidth=1)
         spread = [v for r in rows for v in (r.delta, r.low, r.high) if v is not None] + [0.0]
         ax.set_xlim(*honest_limits(spread, min_span=1.0))
-        ax.set_yticks(y, [_wrap(r.label, 22 if narrow else 40) for r in rows])
+        ax.set_yticks(y, [_wrap(r.label, 14 if narrow else 40) for r in rows])
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set_xlabel(f"change from {base} (points; bars: 95% interval)")
         ax.set_title("Effect of each stage, per task", loc="left")
 
-    return render(caption, draw, height=max(2.2, 0.45 * len(rows) + 1.2))
+    return render(caption, draw, height=max(2.2, 0.5 * len(rows) + 1.2))
 
 
 def dev_curves(
@@ -156,13 +157,13 @@ def drop_reasons(caption: str, counts: Mapping[str, Mapping[str, int]]) -> Figur
         ax.barh(y, values, color=colors, height=0.6)
         for position, value in zip(y, values):
             ax.text(value, position, f" {value}", va="center", fontsize=8)
-        ax.set_yticks(y, [_wrap(label, 24 if narrow else 40) for label in labels])
+        ax.set_yticks(y, [_wrap(label, 14 if narrow else 40) for label in labels])
         ax.set_xlim(0, max(values) * 1.15)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("rows")
         ax.set_title("Generated rows kept and dropped (by reason)", loc="left")
 
-    return render(caption, draw, height=max(2.0, 0.32 * len(bars) + 1.1))
+    return render(caption, draw, height=max(2.0, 0.4 * len(bars) + 1.1))
 
 
 def pair_scatter(caption: str, positive: Sequence[float], negative: Sequence[float], model: str, minimum: int = 5) -> Figure | Skipped:

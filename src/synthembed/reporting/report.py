@@ -172,7 +172,7 @@ def _test_average(results: dict[str, Any]) -> float | None:
 
 
 def columns_of(rows: Sequence[ModelRow]) -> list[str]:
-    columns = sorted({c for row in rows for c in row.results}, key=lambda c: (c.endswith("(test)"), c))
+    columns = sorted({c for row in rows for c in row.results}, key=lambda c: (not c.endswith("(test)"), c))  # test first
     if any(row.average is not None for row in rows):
         columns.append(STS_TEST_AVERAGE)
     return columns
