@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pooling", default=None, help="replace the model's pooling (registry name, options after a colon: ata:skip_first=true,mean_mix=0.5)")
     parser.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens")
     parser.add_argument("--no-progress", action="store_true", help="hide the encoding progress bar")
+    parser.add_argument(
+        "--compare",
+        metavar="BASE",
+        default=None,
+        help="also show the change from BASE per task with a paired bootstrap 95%% interval: BASE is a "
+        "results.json written by --output, or a model reference evaluated here with the same settings",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -56,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is not None and not data_dir.is_dir():
         raise SystemExit(f"synthembed evaluate: data folder not found: {data_dir}")
+    if args.compare is not None and args.compare.endswith(".json") and not Path(args.compare).is_file():
+        from synthembed.errors import SynthEmbedError
+
+        raise SynthEmbedError(f"--compare: results file not found: {args.compare}")
     with contextlib.ExitStack() as stack:
         if args.output is not None:  # checked and locked before the evaluation work, not after it
             stack.enter_context(claim_output(args.output, "evaluate", "file"))
@@ -83,7 +94,45 @@ def _evaluate(args: argparse.Namespace, tasks: list[str], data_dir: Path | None)
         raise SystemExit(f"synthembed evaluate: {exc}") from None
     results["config"].update({"pooling": args.pooling, "max_length_arg": args.max_length})
     print(format_table(results))
+    if args.compare is not None:
+        results["compare"] = _compare(args, results, tasks, data_dir)
     if args.output is not None:
         atomic_write_json(args.output, json_safe(results))
         print(f"wrote {args.output}")
     return 0 if results["tasks"] else 1
+
+
+def _compare(args: argparse.Namespace, results: dict, tasks: list[str], data_dir: Path | None) -> dict:
+    """Evaluate (or read) BASE, print the per-task change with its interval, return it for results.json."""
+    import json
+
+    from synthembed.errors import SynthEmbedError
+    from synthembed.evaluation.compare import compare_results, format_changes
+    from synthembed.evaluation.suite import evaluate_model
+    from synthembed.models.encoder import load_encoder
+
+    path = Path(args.compare)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise SynthEmbedError(f"--compare: results file not found: {path}")
+        try:
+            base = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise SynthEmbedError(f"--compare: {path} is not JSON ({exc})") from None
+        if not isinstance(base, dict) or not isinstance(base.get("tasks"), dict):
+            raise SynthEmbedError(f"--compare: {path} is not a results.json (no 'tasks')")
+    else:
+        base_model = load_encoder(args.compare, pooling=args.pooling, max_length=args.max_length)
+        base = evaluate_model(
+            base_model, tasks, split=args.split, data_dir=data_dir, batch_size=args.batch_size,
+            show_progress=not args.no_progress, model_name=args.compare,
+        )
+    try:
+        changes = compare_results(base, results)
+    except ValueError as exc:  # the two results scored different items
+        raise SynthEmbedError(f"--compare: {exc}") from None
+    if not changes:
+        raise SynthEmbedError(f"--compare: {args.compare} shares no task with this evaluation")
+    print()
+    print(format_changes(changes, str(base.get("model", args.compare)), args.model))
+    return {"base": str(base.get("model", args.compare)), "changes": [c.as_dict() for c in changes]}

@@ -17,6 +17,7 @@ import numpy as np
 
 from synthembed.errors import DataError
 from synthembed.evaluation.base import TaskUnavailable
+from synthembed.evaluation.compare import per_item_mean
 from synthembed.evaluation.encoding import EmbeddingTable
 from synthembed.evaluation.metrics import average_precision, ndcg_at_k, reciprocal_rank_at_k
 from synthembed.io.tables import read_jsonl
@@ -68,6 +69,8 @@ class RerankingTask:
             "split": self.split,
             "n": len(self.samples),
         }
+        ids = [f"{s.query}\t{len(s.positives)}\t{len(s.negatives)}" for s in self.samples]
+        result["per_item"] = per_item_mean(ids, maps, "map")  # for the paired bootstrap
         if self.skipped_records:
             result["skipped_records"] = self.skipped_records
         return result

@@ -19,6 +19,7 @@ import numpy as np
 
 from synthembed.errors import DataError
 from synthembed.evaluation.base import TaskUnavailable
+from synthembed.evaluation.compare import per_item_mean
 from synthembed.evaluation.encoding import EmbeddingTable
 from synthembed.evaluation.metrics import (
     average_precision,
@@ -79,6 +80,7 @@ class RetrievalTask:
             per_query["map@100"].append(average_precision(gains[:100], n_relevant))
         result: dict[str, Any] = {k: 100.0 * float(np.mean(v)) if v else float("nan") for k, v in per_query.items()}
         result.update({"split": self.split, "n": len(query_ids), "corpus_size": len(doc_ids)})
+        result["per_item"] = per_item_mean(query_ids, per_query["ndcg@10"], "ndcg@10")  # for the paired bootstrap
         if self.notes:
             result["notes"] = dict(self.notes)
         return result

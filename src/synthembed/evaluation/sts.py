@@ -18,6 +18,7 @@ import numpy as np
 
 from synthembed.errors import DataError
 from synthembed.evaluation.base import TaskUnavailable
+from synthembed.evaluation.compare import per_item_sts
 from synthembed.evaluation.encoding import EmbeddingTable
 from synthembed.evaluation.metrics import spearman
 from synthembed.io.tables import read_delimited
@@ -89,6 +90,8 @@ class STSTask:
             "spearman": 100.0 * spearman(self.scores, predicted),
             "split": self.split,
             "n": len(self),
+            # per-pair gold and cosine: what the paired bootstrap of evaluation.compare resamples
+            "per_item": per_item_sts(self.sentences1, self.sentences2, self.scores, predicted),
         }
         if self.subsets is not None:
             per_subset = {}

@@ -119,7 +119,7 @@ def evaluate_model(
 
     results: dict[str, dict[str, Any]] = {}
     for name, task in loaded.items():
-        results[name] = task.score(table)
+        results[name] = {**task.score(table), "main_metric": task.main_metric}
 
     if mteb_names:
         from synthembed.evaluation.mteb_runner import local_sts_task, run_mteb_task

@@ -7,6 +7,7 @@ histograms, which need the final model.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def collect_run(run_dir: str | Path) -> RunContents:
         marker = read_marker(folder)
         if marker is None:
             continue
-        words = marker.get("command", "").split()
+        words = _split(marker.get("command", ""))
         kind = words[1] if len(words) > 1 else "?"
         method = words[2] if kind == "synthesize" and len(words) > 2 else None
         info = StageInfo(name, marker.get("command", ""), folder, marker.get("elapsed_s"), kind, method)
@@ -76,7 +77,7 @@ def read_dev_curve(folder: Path) -> list[dict[str, float]]:
     if tsv.is_file():
         rows = [line.split("\t") for line in tsv.read_text(encoding="utf-8").splitlines() if line.strip()]
         if len(rows) > 1:
-            return [{key: float(value) for key, value in zip(rows[0], row)} for row in rows[1:]]
+            return [{key: float(value) for key, value in zip(rows[0], row) if value.strip()} for row in rows[1:]]
     curve_file = folder / "dev_curve.json"
     if curve_file.is_file():
         data = json.loads(curve_file.read_text(encoding="utf-8"))
@@ -111,3 +112,44 @@ def read_records(folder: Path, limit: int | None = None) -> list[dict[str, Any]]
                     if limit is not None and len(records) >= limit:
                         return records
     return records
+
+
+def read_dropped(folder: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows the synthesis filters dropped (``dropped/*.jsonl``: id, reason, detail, raw), in file order."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted((folder / "dropped").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and "reason" in row:
+                    rows.append(row)
+                    if limit is not None and len(rows) >= limit:
+                        return rows
+    return rows
+
+
+def _split(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:  # an unbalanced quote in a hand-written marker
+        return command.split()
+
+
+def argument(command: str, flag: str) -> str | None:
+    """The value of `--flag VALUE` (or `--flag=VALUE`) in a stage's command line, or None."""
+    words = _split(command)
+    for index, word in enumerate(words):
+        if word == flag and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith(flag + "="):
+            return word[len(flag) + 1 :]
+    return None
+
+
+def positional_model(command: str) -> str | None:
+    """The MODEL of a `synthembed evaluate MODEL ...` command line."""
+    words = _split(command)
+    return words[2] if len(words) > 2 and words[1] == "evaluate" and not words[2].startswith("-") else None
