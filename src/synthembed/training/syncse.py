@@ -59,7 +59,7 @@ def train_from_config(config: TrainConfig, *, dev: bool = True) -> Path:
     """Run one training as `config` describes; returns the output model folder."""
     from transformers import set_seed
 
-    from synthembed.losses.infonce import InfoNCELoss
+    from synthembed.losses.cached_infonce import build_infonce_loss
     from synthembed.training.data import concatenate_rows, load_training_rows
     from synthembed.training.trainer import FitSettings, fit
 
@@ -80,12 +80,13 @@ def train_from_config(config: TrainConfig, *, dev: bool = True) -> Path:
     evaluator = build_evaluator(config) if dev else None
     set_seed(config.seed)  # the MLP of cls_mlp and anything else initialised at load time
     model = build_model(config)
-    loss = InfoNCELoss(
+    loss = build_infonce_loss(
         model,
         temperature=config.temperature,
         hard_negative_weight=config.hard_negative_weight,
         mlm_weight=config.mlm_weight,
         mlm_probability=config.mlm_probability,
+        mini_batch_size=config.mini_batch_size,
     )
     record = {
         "config": config.to_dict(),

@@ -48,6 +48,7 @@ import torch
 import yaml
 from torch import nn
 
+from synthembed.errors import SynthEmbedError
 from synthembed.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,15 @@ class FitSettings:
     keep_checkpoints: bool = False
     resume: bool = True
     gradient_accumulation_steps: int = 1
+    save_steps: int | None = None  # checkpoint (with optimizer state) every N steps; None: at each evaluation
+    # memory and speed (docs/gpu.md): LoRA adapters, activation checkpointing, data-loader workers
+    lora_r: int | None = None  # LoRA rank; None or 0 trains every weight
+    lora_alpha: float | None = None  # None: 2 * lora_r
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("all-linear",)
+    lora_merge: bool = False  # write the adapter merged into the weights (a standalone model) instead of the adapter
+    gradient_checkpointing: bool = False
+    dataloader_workers: int = 0  # >0: batches are collated (tokenized) in worker processes, prefetched
 
     @classmethod
     def from_config(cls, config: Any) -> FitSettings:
@@ -136,6 +146,18 @@ def _trainer_class() -> type:
     from sentence_transformers import SentenceTransformerTrainer
 
     class FullPrecisionEvalTrainer(SentenceTransformerTrainer):
+        def _load_from_checkpoint(self, checkpoint_path: str) -> None:
+            """Best-checkpoint loading and resumption; a LoRA-wrapped model restores its adapter and heads."""
+            from synthembed.models.lora import backbone, is_peft_wrapped
+
+            model = getattr(self.model, "_orig_mod", self.model)
+            if not is_peft_wrapped(backbone(model)):
+                return super()._load_from_checkpoint(checkpoint_path)
+            from synthembed.models.lora import load_adapter_checkpoint
+
+            load_adapter_checkpoint(model, Path(checkpoint_path))
+            return None
+
         def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
             model = self.model
             original = model.__dict__.get("_original_forward")
@@ -245,6 +267,7 @@ def fit(
     metric = getattr(evaluator, "primary_metric", None) if evaluator is not None else None
     metric_key = None if metric is None else (metric if metric.startswith("eval_") else f"eval_{metric}")
 
+    prepare_model(model, settings)
     last = get_last_checkpoint(str(checkpoints)) if settings.resume and checkpoints.is_dir() else None
     if last is None and checkpoints.is_dir() and any(checkpoints.iterdir()):
         logger.warning("%s holds no complete checkpoint; starting from scratch", checkpoints)
@@ -266,11 +289,13 @@ def fit(
         "fp16": precision == "fp16",
         "logging_steps": settings.logging_steps,
         "save_strategy": "steps",
-        "save_steps": eval_steps,
+        "save_steps": settings.save_steps or eval_steps,
         "save_total_limit": 2,
         "report_to": "none",
         "dataloader_drop_last": drop_last,
         "dataloader_pin_memory": torch.cuda.is_available(),
+        "dataloader_num_workers": settings.dataloader_workers,
+        **({"dataloader_prefetch_factor": 4, "dataloader_persistent_workers": True} if settings.dataloader_workers else {}),
         "disable_tqdm": not logger.isEnabledFor(logging.INFO),
     }
     if batch_sampler is not None:
@@ -326,6 +351,10 @@ def fit(
             "steps_done": trainer.state.global_step,
         }
         full_record["result"] = best
+        if settings.lora_merge:
+            from synthembed.models.lora import merge_lora
+
+            merge_lora(model)
         _save_model(model, output)
         if metric_key is not None:
             write_dev_curve(output / DEV_CURVE_FILE, trainer.state.log_history, metric_key)
@@ -336,6 +365,27 @@ def fit(
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return output
+
+
+def prepare_model(model: nn.Module, settings: FitSettings) -> None:
+    """Apply the memory settings to `model` in place: a LoRA adapter, activation checkpointing.
+
+    Checkpointing runs non-reentrant (``use_reentrant=False``), the form that back-propagates into an
+    adapter even when the frozen layers' inputs need no gradient.
+    """
+    from synthembed.models.lora import LoraSpec, add_lora, backbone, trainable_parameters
+
+    if settings.lora_r:
+        spec = LoraSpec(r=settings.lora_r, alpha=settings.lora_alpha, dropout=settings.lora_dropout,
+                        target_modules=tuple(settings.lora_target_modules))
+        add_lora(model, spec)
+        trainable, total = trainable_parameters(model)
+        logger.warning("LoRA r=%d: training %d of %d parameters (%.2f%%)", spec.r, trainable, total, 100 * trainable / total)
+    if settings.gradient_checkpointing:
+        inner = backbone(model)
+        if not getattr(inner, "supports_gradient_checkpointing", True):
+            raise SynthEmbedError(f"{type(inner).__name__} does not support gradient checkpointing")
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _step_of(checkpoint: str | None) -> int | None:
