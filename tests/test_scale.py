@@ -125,3 +125,94 @@ def test_gradient_checkpointing_does_not_change_loss_or_gradients(backbone: str,
     assert checkpointed == pytest.approx(plain, rel=1e-6)
     for name, grad in g_plain.items():
         torch.testing.assert_close(g_ckpt[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+# ---------------------------------------------------------------- LoRA
+
+
+def _dataset(rows=TEXTS):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"anchor": [r[0] for r in rows] * 2, "positive": [r[1] for r in rows] * 2,
+                              "negative_1": [r[2] for r in reversed(rows)] * 2})
+
+
+def _dev(tmp_path: Path) -> Path:
+    folder = tmp_path / "data" / "sts"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["score\tsentence1\tsentence2"]
+    for i, (a, p, n) in enumerate(TEXTS):
+        lines += [f"{4 + i % 2}\t{a}\t{p}", f"{i % 3}\t{a}\t{n}"]
+    for name in ("stsb.dev.tsv", "sickr.trial.tsv"):
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder.parent
+
+
+@pytest.mark.parametrize("backbone, pooling", [("bert", "cls_mlp"), ("llama", "mean")])
+def test_lora_train_save_load_merge(tmp_path: Path, tiny_bert_dir: Path, tiny_llama_dir: Path, backbone: str, pooling: str) -> None:
+    """Only the adapter (and the pooling's MLP) train; the folder holds the adapter; loaded and merged models
+    give the trained model's embeddings; the best checkpoint is restored through the adapter path."""
+    from synthembed.evaluation.dev import DevSTSEvaluator
+    from synthembed.models.encoder import load_encoder
+    from synthembed.models.lora import has_adapter, merge_lora
+    from synthembed.training.trainer import FitSettings, fit
+
+    path = tiny_bert_dir if backbone == "bert" else tiny_llama_dir
+    model = load_encoder(str(path), pooling=pooling, max_length=24)
+    base = {n: p.detach().clone() for n, p in model[0].model.named_parameters()}
+    sentences = [t for row in TEXTS for t in row]
+    before = model.encode(sentences, convert_to_numpy=True)
+    settings = FitSettings(batch_size=7, lr=2e-2, max_steps=3, eval_steps=1, precision="fp32", lora_r=4, lora_dropout=0.0,
+                           eval_on_start=False)
+    output = fit(model, _dataset(), InfoNCELoss(model), tmp_path / "lora", settings=settings,
+                 evaluator=DevSTSEvaluator(_dev(tmp_path)))
+    assert has_adapter(model)
+    frozen = {n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in model[0].model.named_parameters()}
+    for name, value in base.items():  # the backbone's own weights did not move
+        torch.testing.assert_close(frozen[name], value, msg=name)
+    assert json.loads((output / "adapter_config.json").read_text())["r"] == 4
+    assert not (output / "model.safetensors").exists()
+
+    model.eval()
+    trained = model.encode(sentences, convert_to_numpy=True)
+    assert not np.allclose(trained, before, atol=1e-4)
+    loaded = load_encoder(str(output))
+    assert has_adapter(loaded)
+    np.testing.assert_allclose(loaded.encode(sentences, convert_to_numpy=True), trained, rtol=1e-5, atol=1e-5)
+
+    merge_lora(model)
+    assert not has_adapter(model)
+    np.testing.assert_allclose(model.encode(sentences, convert_to_numpy=True), trained, rtol=1e-4, atol=1e-5)
+    model.save_pretrained(str(tmp_path / "merged"))
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    merged = load_encoder(str(tmp_path / "merged"))
+    np.testing.assert_allclose(merged.encode(sentences, convert_to_numpy=True), trained, rtol=1e-4, atol=1e-5)
+
+    best = DevSTSEvaluator(_dev(tmp_path))(loaded)["dev_mean_spearman"]
+    curve = [line.split("\t") for line in (output / "dev_curve.tsv").read_text().splitlines()]
+    column = curve[0].index("eval_dev_mean_spearman")
+    assert best == pytest.approx(max(float(r[column]) for r in curve[1:]), abs=1e-3)
+
+
+def test_cli_train_lora_merge_and_cached_loss(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """`synthembed train --lora-r --lora-merge --mini-batch-size --gradient-checkpointing` writes a standalone model."""
+    import yaml
+
+    from synthembed.cli import main
+    from synthembed.models.encoder import load_encoder
+    from synthembed.models.lora import has_adapter
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"anchor": a, "positive": p, "negative": n}) + "\n" for a, p, n in TEXTS))
+    output = tmp_path / "model"
+    code = main(["train", "--data", str(data), "--output", str(output), "--model", str(tiny_bert_dir), "--pooling", "mean",
+                 "--max-steps", "2", "--batch-size", "4", "--max-length", "16", "--no-dev", "--precision", "fp32",
+                 "--lora-r", "2", "--lora-target-modules", "query,value", "--lora-merge", "--mini-batch-size", "3",
+                 "--gradient-checkpointing"])
+    assert code == 0
+    assert (output / "model.safetensors").is_file() and not (output / "adapter_config.json").exists()
+    assert not has_adapter(load_encoder(str(output)))
+    record = yaml.safe_load((output / "train_config.yaml").read_text())
+    assert record["config"]["lora_target_modules"] == ["query", "value"]
+    assert record["fit"]["loss"]["class"] == "CachedInfoNCELoss" and record["fit"]["loss"]["mini_batch_size"] == 3
+    assert main(["train", "--data", str(data), "--output", str(tmp_path / "x"), "--mini-batch-size", "0"]) == 2
