@@ -216,3 +216,46 @@ def test_cli_train_lora_merge_and_cached_loss(tmp_path: Path, tiny_bert_dir: Pat
     assert record["config"]["lora_target_modules"] == ["query", "value"]
     assert record["fit"]["loss"]["class"] == "CachedInfoNCELoss" and record["fit"]["loss"]["mini_batch_size"] == 3
     assert main(["train", "--data", str(data), "--output", str(tmp_path / "x"), "--mini-batch-size", "0"]) == 2
+
+
+# ---------------------------------------------------------------- checkpoints and best-model selection
+
+
+def test_evaluations_write_no_checkpoints_and_resume_keeps_the_best(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """Dev evaluations no longer write a full checkpoint each (issue 20's lost time); a run interrupted after
+    its first resumption checkpoint and resumed ends on the same best model as an uninterrupted run."""
+    from transformers import TrainerCallback
+
+    from synthembed.evaluation.dev import DevSTSEvaluator
+    from synthembed.models.encoder import load_encoder
+    from synthembed.training.trainer import FitSettings, fit
+
+    class Count(TrainerCallback):
+        saves = 0
+
+        def on_save(self, args, state, control, **kw):
+            Count.saves += 1
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    dev = DevSTSEvaluator(_dev(tmp_path))
+    sentences = [t for row in TEXTS for t in row]
+
+    def run(output: Path, callbacks, **overrides):
+        model = load_encoder(str(tiny_bert_dir), pooling="mean", max_length=24)
+        settings = FitSettings(batch_size=7, lr=5e-3, max_steps=4, eval_steps=1, precision="fp32", seed=3, **overrides)
+        fit(model, _dataset(), InfoNCELoss(model), output, settings=settings, evaluator=dev, callbacks=callbacks)
+        return load_encoder(str(output)).encode(sentences, convert_to_numpy=True)
+
+    run(tmp_path / "default", [Count()])
+    assert Count.saves == 0  # four evaluations, no checkpoint: the run is shorter than checkpoint_minutes
+
+    straight = run(tmp_path / "straight", [], save_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed", [Interrupt()], save_steps=2)
+    assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-2" / "synthembed_best.json").is_file()
+    resumed = run(tmp_path / "resumed", [], save_steps=2)
+    np.testing.assert_allclose(resumed, straight, rtol=1e-5, atol=1e-6)

@@ -58,7 +58,8 @@ class TrainConfig:
     logging_steps: int = 10
     keep_checkpoints: bool = False  # keep output/checkpoints after a successful run
     resume: bool = True  # continue from the last checkpoint in output/checkpoints when there is one
-    save_steps: int | None = None  # checkpoint (with optimizer state) every N steps; None: at each evaluation
+    save_steps: int | None = None  # resumption checkpoint every N steps; None: every checkpoint_minutes
+    checkpoint_minutes: float = 30.0  # resumption checkpoint after this much training time (0: none)
     # scale (docs/gpu.md)
     lora_r: int | None = None  # LoRA rank (needs peft); None: full fine-tuning
     lora_alpha: float | None = None  # None: 2 * lora_r
@@ -88,6 +89,7 @@ class TrainConfig:
             (self.curriculum is None or isinstance(self.data, str) or len(self.data) == 1,
              "a curriculum trains on one graded data source; give one --data"),
             (self.save_steps is None or self.save_steps >= 1, "save_steps must be >= 1"),
+            (self.checkpoint_minutes >= 0, "checkpoint_minutes must be >= 0"),
             (self.lora_r is None or self.lora_r >= 0, "lora_r must be >= 0 (0 or unset: no LoRA)"),
             (0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)"),
             (self.lora_alpha is None or self.lora_alpha > 0, "lora_alpha must be positive"),

@@ -72,7 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-dev", action="store_true", help="train without dev evaluation / model selection")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in the output folder")
     parser.add_argument("--save-steps", type=int, default=None,
-                        help="checkpoint (with optimizer state, for resuming) every N steps (default: at each evaluation)")
+                        help="resumption checkpoint (with optimizer state) every N steps (default: by time, see next)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=None,
+                        help="resumption checkpoint after this many minutes of training (default 30; 0: none)")
     add_scale_arguments(parser)
     add_data_dir_argument(parser)
     parser.set_defaults(handler=run)
@@ -84,7 +86,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         "data", "output", "model", "pooling", "mlp_train_only", "anchor_column", "positive_column",
         "dataset_split", "limit", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
         "temperature", "hard_negative_weight", "mlm_weight", "precision", "seed", "eval_steps",
-        "curriculum", "stage_fractions", "save_steps", *SCALE_KEYS,
+        "curriculum", "stage_fractions", "save_steps", "checkpoint_minutes", *SCALE_KEYS,
     )
     values: dict[str, object] = {key: getattr(args, key) for key in keys}
     if isinstance(values["data"], list):

@@ -5,10 +5,12 @@ DDP under ``torchrun`` / ``accelerate launch`` works unchanged) and adds, at the
 hooks only (training arguments, callbacks, a batch-sampler factory):
 
 - dev evaluation every ``eval_steps`` (and once before training) with any sentence-transformers
-  evaluator, normally `synthembed.evaluation.dev.DevSTSEvaluator`; the best checkpoint by the
-  evaluator's primary metric (STS-B dev + SICK-R dev mean) is loaded at the end;
-- resumption: checkpoints go to ``<output>/checkpoints``; calling `fit` again with the same output
-  continues from the last one (optimizer, scheduler, RNG and sampler state included);
+  evaluator, normally `synthembed.evaluation.dev.DevSTSEvaluator`; the best model by the
+  evaluator's primary metric (STS-B dev + SICK-R dev mean) is kept in memory and loaded at the end
+  (`synthembed.training.checkpointing.BestModelKeeper`: no checkpoint write per evaluation);
+- resumption: checkpoints go to ``<output>/checkpoints`` every ``checkpoint_minutes`` of training (or
+  every ``save_steps``); calling `fit` again with the same output continues from the last one
+  (optimizer, scheduler, RNG, sampler state and the best model so far included);
 - the output folder: a sentence-transformers model (loadable with `load_encoder(<output>)`), plus
   ``train_config.yaml`` (everything that made the run), ``dev_curve.tsv`` (step, epoch, metrics),
   and a model card (README.md) with a SynthEmbed section naming the data and the method.
@@ -77,7 +79,8 @@ class FitSettings:
     keep_checkpoints: bool = False
     resume: bool = True
     gradient_accumulation_steps: int = 1
-    save_steps: int | None = None  # checkpoint (with optimizer state) every N steps; None: at each evaluation
+    save_steps: int | None = None  # resumption checkpoint every N steps; None: every checkpoint_minutes
+    checkpoint_minutes: float = 30.0  # resumption checkpoint after this much training time (0: none)
     # memory and speed (docs/gpu.md): LoRA adapters, activation checkpointing, data-loader workers
     lora_r: int | None = None  # LoRA rank; None or 0 trains every weight
     lora_alpha: float | None = None  # None: 2 * lora_r
@@ -289,7 +292,7 @@ def fit(
         "fp16": precision == "fp16",
         "logging_steps": settings.logging_steps,
         "save_strategy": "steps",
-        "save_steps": settings.save_steps or eval_steps,
+        "save_steps": settings.save_steps or total_steps + 1,  # otherwise TimedCheckpoints decides
         "save_total_limit": 2,
         "report_to": "none",
         "dataloader_drop_last": drop_last,
@@ -305,9 +308,6 @@ def fit(
             eval_strategy="steps",
             eval_steps=eval_steps,
             eval_on_start=settings.eval_on_start and last is None,
-            load_best_model_at_end=True,
-            metric_for_best_model=metric_key,
-            greater_is_better=bool(getattr(evaluator, "greater_is_better", True)),
         )
     args_values.update(training_args or {})
     args = SentenceTransformerTrainingArguments(**args_values)
@@ -332,22 +332,36 @@ def fit(
         output.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
 
+    from synthembed.training.checkpointing import BestModelKeeper, SkipFinalCheckpoint, TimedCheckpoints
+
+    keeper = None
+    if metric_key is not None:
+        keeper = BestModelKeeper(model, metric_key, bool(getattr(evaluator, "greater_is_better", True)))
+    keepers: list[Any] = [keeper] if keeper is not None else []
+    if settings.save_steps is None and settings.checkpoint_minutes > 0:
+        keepers.append(TimedCheckpoints(settings.checkpoint_minutes))
+    if not settings.keep_checkpoints:
+        keepers.append(SkipFinalCheckpoint())
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train_dataset,
         loss=loss,
         evaluator=evaluator,
-        callbacks=[_dev_curve_callback(output, metric_key), *callbacks],
+        callbacks=[_dev_curve_callback(output, metric_key), *keepers, *callbacks],
     )
     if last is not None:
         logger.warning("resuming from %s", last)
+        if keeper is not None:
+            keeper.restore_from(last)
     trainer.train(resume_from_checkpoint=last)
 
+    if keeper is not None:
+        keeper.load_best()
     if trainer.is_world_process_zero():
         best = {
-            "best_checkpoint_step": _step_of(trainer.state.best_model_checkpoint),
-            "best_metric": trainer.state.best_metric,
+            "best_checkpoint_step": keeper.best_step if keeper is not None else None,
+            "best_metric": keeper.best_metric if keeper is not None else None,
             "steps_done": trainer.state.global_step,
         }
         full_record["result"] = best
@@ -386,13 +400,6 @@ def prepare_model(model: nn.Module, settings: FitSettings) -> None:
         if not getattr(inner, "supports_gradient_checkpointing", True):
             raise SynthEmbedError(f"{type(inner).__name__} does not support gradient checkpointing")
         inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def _step_of(checkpoint: str | None) -> int | None:
-    if not checkpoint:
-        return None
-    tail = checkpoint.rstrip("/").rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None
 
 
 def _save_model(model: nn.Module, output: Path) -> None:
