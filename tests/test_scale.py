@@ -259,3 +259,20 @@ def test_evaluations_write_no_checkpoints_and_resume_keeps_the_best(tmp_path: Pa
     assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-2" / "synthembed_best.json").is_file()
     resumed = run(tmp_path / "resumed", [], save_steps=2)
     np.testing.assert_allclose(resumed, straight, rtol=1e-5, atol=1e-6)
+
+
+def test_loader_workers_give_the_same_training(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """Tokenizing in loader processes changes where the work runs, not the batches: same model after 2 steps."""
+    from synthembed.models.encoder import load_encoder
+    from synthembed.training.trainer import FitSettings, fit
+
+    sentences = [row[0] for row in TEXTS]
+    out = []
+    for workers in (0, 2):
+        model = load_encoder(str(tiny_bert_dir), pooling="mean", max_length=24)
+        settings = FitSettings(batch_size=4, lr=5e-3, max_steps=2, precision="fp32", dataloader_workers=workers)
+        fit(model, _dataset(), InfoNCELoss(model), tmp_path / f"w{workers}", settings=settings)
+        record = (tmp_path / f"w{workers}" / "train_config.yaml").read_text()
+        assert f"resolved_dataloader_workers: {workers}" in record
+        out.append(model.encode(sentences, convert_to_numpy=True))
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-5, atol=1e-6)

@@ -68,7 +68,7 @@ class TrainConfig:
     lora_merge: bool = False  # write the adapter merged into the weights (standalone model) instead of the adapter
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory, ~30% slower)
     mini_batch_size: int | None = None  # cached (GradCache) InfoNCE: encode in chunks of N, memory bounded by N
-    dataloader_workers: int = 0  # >0: tokenize batches in N loader processes, prefetched
+    dataloader_workers: int | None = None  # tokenize batches in N loader processes; None: 4 on CUDA, 0 on CPU
 
     def validate(self) -> None:
         """Raise SynthEmbedError on values that cannot work (before any model is loaded)."""
@@ -97,7 +97,7 @@ class TrainConfig:
             (self.mini_batch_size is None or self.mini_batch_size >= 1, "mini_batch_size must be >= 1"),
             (self.mini_batch_size is None or self.mlm_weight == 0,
              "the cached loss (mini_batch_size) does not combine with the MLM term (mlm_weight)"),
-            (self.dataloader_workers >= 0, "dataloader_workers must be >= 0"),
+            (self.dataloader_workers is None or self.dataloader_workers >= 0, "dataloader_workers must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

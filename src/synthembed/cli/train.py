@@ -31,7 +31,7 @@ def add_scale_arguments(parser: argparse.ArgumentParser, *, cached_loss: bool = 
         group.add_argument("--mini-batch-size", type=int, default=None,
                            help="cached (GradCache) InfoNCE: encode the batch in chunks of N; memory bounded by N")
     group.add_argument("--dataloader-workers", type=int, default=None,
-                       help="tokenize batches in N loader processes, prefetched (default 0: in the training loop)")
+                       help="tokenize batches in N loader processes, prefetched (default: 4 on CUDA, 0 on CPU)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

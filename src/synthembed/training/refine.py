@@ -66,7 +66,7 @@ class RefineConfig:
     lora_target_modules: tuple[str, ...] = ("all-linear",)
     lora_merge: bool = False
     gradient_checkpointing: bool = False
-    dataloader_workers: int = 0
+    dataloader_workers: int | None = None
 
 
 def load_chains(path: str | Path, limit: int | None = None) -> tuple[list[list[str]], Counter]:

@@ -88,7 +88,7 @@ class FitSettings:
     lora_target_modules: tuple[str, ...] = ("all-linear",)
     lora_merge: bool = False  # write the adapter merged into the weights (a standalone model) instead of the adapter
     gradient_checkpointing: bool = False
-    dataloader_workers: int = 0  # >0: batches are collated (tokenized) in worker processes, prefetched
+    dataloader_workers: int | None = None  # >0: batches tokenized in loader processes; None: 4 on CUDA, 0 on CPU
 
     @classmethod
     def from_config(cls, config: Any) -> FitSettings:
@@ -111,6 +111,16 @@ def resolve_precision(precision: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def resolve_workers(workers: int | None) -> int:
+    """Loader processes that tokenize batches off the training loop: ``None`` -> 4 on CUDA (at most half the
+    CPUs), 0 on CPU (there the training loop and the workers would share the same cores)."""
+    if workers is not None:
+        return workers
+    if not torch.cuda.is_available():
+        return 0
+    return max(0, min(4, (os.cpu_count() or 2) // 2))
 
 
 def cpu_has_native_bf16() -> bool:
@@ -267,6 +277,7 @@ def fit(
     total_steps = settings.max_steps or math.ceil(settings.epochs * per_epoch)
     eval_steps = settings.eval_steps or max(1, total_steps // 4)
     precision = resolve_precision(settings.precision)
+    workers = resolve_workers(settings.dataloader_workers)
     metric = getattr(evaluator, "primary_metric", None) if evaluator is not None else None
     metric_key = None if metric is None else (metric if metric.startswith("eval_") else f"eval_{metric}")
 
@@ -297,8 +308,8 @@ def fit(
         "report_to": "none",
         "dataloader_drop_last": drop_last,
         "dataloader_pin_memory": torch.cuda.is_available(),
-        "dataloader_num_workers": settings.dataloader_workers,
-        **({"dataloader_prefetch_factor": 4, "dataloader_persistent_workers": True} if settings.dataloader_workers else {}),
+        "dataloader_num_workers": workers,
+        **({"dataloader_prefetch_factor": 4, "dataloader_persistent_workers": True} if workers else {}),
         "disable_tqdm": not logger.isEnabledFor(logging.INFO),
     }
     if batch_sampler is not None:
@@ -319,6 +330,7 @@ def fit(
         "fit": {
             **dataclasses.asdict(settings),
             "resolved_precision": precision,
+            "resolved_dataloader_workers": workers,
             "world_size": world,
             "train_rows": len(train_dataset),
             "total_steps": total_steps,
