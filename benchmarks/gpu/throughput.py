@@ -106,7 +106,8 @@ def model_rate(model, rows) -> tuple[float, dict]:
     model.to(device).train()
     texts = [rows.columns[c][: args.batch_size] for c in ("anchor", "positive", "negative_1")]
     t0 = time.perf_counter()
-    features = [{k: v.to(device) for k, v in model.preprocess(col).items() if isinstance(v, torch.Tensor)} for col in texts]
+    tokenize = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers >= 6.1 / 6.0
+    features = [{k: v.to(device) for k, v in tokenize(col).items() if isinstance(v, torch.Tensor)} for col in texts]
     tokenize_ms = (time.perf_counter() - t0) * 1000
     real = sum(int(f["attention_mask"].sum()) for f in features)
     padded = sum(f["attention_mask"].numel() for f in features)

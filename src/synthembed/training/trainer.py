@@ -411,7 +411,11 @@ def prepare_model(model: nn.Module, settings: FitSettings) -> None:
         inner = backbone(model)
         if not getattr(inner, "supports_gradient_checkpointing", True):
             raise SynthEmbedError(f"{type(inner).__name__} does not support gradient checkpointing")
-        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(inner, "activation_checkpointing_enable"):  # transformers >= 5.2x (the old name is deprecated)
+            inner.activation_checkpointing_enable(kwargs)
+        else:
+            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _save_model(model: nn.Module, output: Path) -> None:
