@@ -68,7 +68,7 @@ part smoke-train 40 $SE train "${NLI[@]}" --model $M/minilm --limit 2048 --max-s
 part smoke-evaluate 25 $SE evaluate $R/minilm --tasks stsb,sickr --split dev --data-dir $D --no-progress
 part smoke-lora 40 $SE train "${NLI[@]}" --model $M/llama --pooling mean --limit 1024 --max-steps $SSTEPS --batch-size $SB --max-length $SL --lora-r 8 --gradient-checkpointing --mini-batch-size 32 --eval-steps 3 --data-dir $D --output $R/lora --no-resume
 part smoke-lora-evaluate 25 $SE evaluate $R/lora --tasks stsb --split dev --data-dir $D --no-progress
-part smoke-ata 35 $SE train "${NLI[@]}" --model $M/llama --pooling ata --limit 1024 --max-steps $SSTEPS --batch-size $SB --max-length $SL --no-dev --output $R/ata --no-resume
+part smoke-ata-lora 35 $SE train "${NLI[@]}" --model $M/llama --pooling ata --lora-r 4 --limit 1024 --max-steps $SSTEPS --batch-size $SB --max-length $SL --no-dev --output $R/ata --no-resume
 part smoke-refine 35 $SE refine --data $D/chains.jsonl --model $R/minilm --output $R/refined --limit 64 --batch-size 8 --eval-steps 4 --data-dir $D
 
 $PY $K/table.py "$O/parts.tsv" "$O/results.jsonl" | tee "$O/table.md"
