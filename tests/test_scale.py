@@ -276,3 +276,18 @@ def test_loader_workers_give_the_same_training(tmp_path: Path, tiny_bert_dir: Pa
         assert f"resolved_dataloader_workers: {workers}" in record
         out.append(model.encode(sentences, convert_to_numpy=True))
     np.testing.assert_allclose(out[1], out[0], rtol=1e-5, atol=1e-6)
+
+
+def test_half_precision_base_needs_lora(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """A bf16 frozen base under LoRA trains (adapter weights stay fp32); bf16 full fine-tuning is refused."""
+    from synthembed.cli import main
+    from synthembed.config import TrainConfig
+    from synthembed.errors import SynthEmbedError
+
+    with pytest.raises(SynthEmbedError, match="needs lora_r"):
+        TrainConfig(data="x", output="y", model_dtype="bfloat16").validate()
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"anchor": a, "positive": p, "negative": n}) + "\n" for a, p, n in TEXTS))
+    code = main(["train", "--data", str(data), "--output", str(tmp_path / "m"), "--model", str(tiny_bert_dir),
+                 "--max-steps", "1", "--batch-size", "4", "--no-dev", "--model-dtype", "bfloat16", "--lora-r", "2"])
+    assert code == 0 and (tmp_path / "m" / "adapter_model.safetensors").is_file()

@@ -66,6 +66,7 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_target_modules: tuple[str, ...] = ("all-linear",)
     lora_merge: bool = False  # write the adapter merged into the weights (standalone model) instead of the adapter
+    model_dtype: str | None = None  # backbone weights: float32 (default) | bfloat16 | float16; half needs lora_r
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory, ~30% slower)
     mini_batch_size: int | None = None  # cached (GradCache) InfoNCE: encode in chunks of N, memory bounded by N
     dataloader_workers: int | None = None  # tokenize batches in N loader processes; None: 4 on CUDA, 0 on CPU
@@ -97,6 +98,10 @@ class TrainConfig:
             (self.mini_batch_size is None or self.mini_batch_size >= 1, "mini_batch_size must be >= 1"),
             (self.mini_batch_size is None or self.mlm_weight == 0,
              "the cached loss (mini_batch_size) does not combine with the MLM term (mlm_weight)"),
+            (self.model_dtype in (None, "float32", "bfloat16", "float16"),
+             "model_dtype must be float32, bfloat16 or float16"),
+            (self.model_dtype in (None, "float32") or bool(self.lora_r),
+             "a half-precision model_dtype needs lora_r: the frozen base may be bf16/fp16, trained weights stay fp32"),
             (self.dataloader_workers is None or self.dataloader_workers >= 0, "dataloader_workers must be >= 0"),
         ]
         for ok, message in checks:

@@ -12,7 +12,8 @@ from pathlib import Path
 from synthembed.cli._common import add_data_dir_argument, resolve_data_dir
 
 SCALE_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_merge", "gradient_checkpointing",
-              "mini_batch_size", "dataloader_workers")
+              "mini_batch_size", "dataloader_workers")  # shared with refine
+TRAIN_ONLY_KEYS = ("model_dtype",)
 
 
 def add_scale_arguments(parser: argparse.ArgumentParser, *, cached_loss: bool = True) -> None:
@@ -76,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-minutes", type=float, default=None,
                         help="resumption checkpoint after this many minutes of training (default 30; 0: none)")
     add_scale_arguments(parser)
+    parser.add_argument("--model-dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                        help="load the backbone's weights in this dtype (half precision only with --lora-r: the frozen "
+                        "base; a 7B model takes ~14.5 GB in bfloat16)")
     add_data_dir_argument(parser)
     parser.set_defaults(handler=run)
 
@@ -86,7 +90,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         "data", "output", "model", "pooling", "mlp_train_only", "anchor_column", "positive_column",
         "dataset_split", "limit", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
         "temperature", "hard_negative_weight", "mlm_weight", "precision", "seed", "eval_steps",
-        "curriculum", "stage_fractions", "save_steps", "checkpoint_minutes", *SCALE_KEYS,
+        "curriculum", "stage_fractions", "save_steps", "checkpoint_minutes", *SCALE_KEYS, *TRAIN_ONLY_KEYS,
     )
     values: dict[str, object] = {key: getattr(args, key) for key in keys}
     if isinstance(values["data"], list):

@@ -26,7 +26,8 @@ def build_model(config: TrainConfig) -> Any:
     from synthembed.models.pooling import build_pooling
     from synthembed.models.modality import pin_text_modality
 
-    model = load_encoder(config.model, pooling=config.pooling, max_length=config.max_length)
+    model_kwargs = {"dtype": config.model_dtype} if config.model_dtype else None  # e.g. a 7B base in bf16 under LoRA
+    model = load_encoder(config.model, pooling=config.pooling, max_length=config.max_length, model_kwargs=model_kwargs)
     pin_text_modality(model)  # plain sentences, not chat messages (see synthembed.models.modality)
     if config.pooling == "cls_mlp" and config.mlp_train_only:
         modules = list(model)
