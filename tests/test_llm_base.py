@@ -63,15 +63,10 @@ def test_registry_creates_fake_and_rejects_unknown():
         create_backend("nope")
 
 
-def test_vllm_missing_gives_install_hint():
-    pytest.importorskip("synthembed.llm.vllm_backend")
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        with pytest.raises(BackendError, match="pip install"):
-            create_backend("vllm", model="x")
-    else:  # pragma: no cover - only where vllm is installed
-        pytest.skip("vllm installed")
+def test_vllm_is_not_an_in_process_backend():
+    """vLLM is used as a server behind the openai backend (docs/gpu.md); the untested in-process backend is gone."""
+    with pytest.raises(BackendError, match="unknown backend"):
+        create_backend("vllm", model="x")
 
 
 def test_fake_backend_script_failures_and_determinism():

@@ -219,7 +219,7 @@ def test_resume_after_interruption_gives_the_same_model(
             if state.global_step == 3:
                 raise KeyboardInterrupt
 
-    common = dict(max_steps=4, eval_steps=2, lr=1e-3)
+    common = dict(max_steps=4, eval_steps=2, save_steps=2, lr=1e-3)
     straight = _train(tmp_path, tiny_bert_dir, None, tmp_path / "straight", **common)
 
     real_fit = trainer_module.fit

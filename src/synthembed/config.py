@@ -59,6 +59,18 @@ class TrainConfig:
     logging_steps: int = 10
     keep_checkpoints: bool = False  # keep output/checkpoints after a successful run
     resume: bool = True  # continue from the last checkpoint in output/checkpoints when there is one
+    save_steps: int | None = None  # resumption checkpoint every N steps; None: every checkpoint_minutes
+    checkpoint_minutes: float = 30.0  # resumption checkpoint after this much training time (0: none)
+    # scale (docs/gpu.md)
+    lora_r: int | None = None  # LoRA rank (needs peft); None: full fine-tuning
+    lora_alpha: float | None = None  # None: 2 * lora_r
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("all-linear",)
+    lora_merge: bool = False  # write the adapter merged into the weights (standalone model) instead of the adapter
+    model_dtype: str | None = None  # backbone weights: float32 (default) | bfloat16 | float16; half needs lora_r
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory, ~30% slower)
+    mini_batch_size: int | None = None  # cached (GradCache) InfoNCE: encode in chunks of N, memory bounded by N
+    dataloader_workers: int | None = None  # tokenize batches in N loader processes; None: 4 on CUDA, 0 on CPU
 
     def validate(self) -> None:
         """Raise SynthEmbedError on values that cannot work (before any model is loaded)."""
@@ -79,6 +91,20 @@ class TrainConfig:
             (self.eval_steps is None or self.eval_steps >= 1, "eval_steps must be >= 1"),
             (self.curriculum is None or isinstance(self.data, str) or len(self.data) == 1,
              "a curriculum trains on one graded data source; give one --data"),
+            (self.save_steps is None or self.save_steps >= 1, "save_steps must be >= 1"),
+            (self.checkpoint_minutes >= 0, "checkpoint_minutes must be >= 0"),
+            (self.lora_r is None or self.lora_r >= 0, "lora_r must be >= 0 (0 or unset: no LoRA)"),
+            (0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)"),
+            (self.lora_alpha is None or self.lora_alpha > 0, "lora_alpha must be positive"),
+            (not self.lora_merge or bool(self.lora_r), "lora_merge needs lora_r"),
+            (self.mini_batch_size is None or self.mini_batch_size >= 1, "mini_batch_size must be >= 1"),
+            (self.mini_batch_size is None or self.mlm_weight == 0,
+             "the cached loss (mini_batch_size) does not combine with the MLM term (mlm_weight)"),
+            (self.model_dtype in (None, "float32", "bfloat16", "float16"),
+             "model_dtype must be float32, bfloat16 or float16"),
+            (self.model_dtype in (None, "float32") or bool(self.lora_r),
+             "a half-precision model_dtype needs lora_r: the frozen base may be bf16/fp16, trained weights stay fp32"),
+            (self.dataloader_workers is None or self.dataloader_workers >= 0, "dataloader_workers must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from synthembed.cli._common import add_data_dir_argument
+from synthembed.cli.train import add_scale_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,8 +44,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default=None)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="as train")
+    add_scale_arguments(parser, cached_loss=False)
     add_data_dir_argument(parser)
     parser.set_defaults(handler=_run)
+
+
+def _scale_values(args: argparse.Namespace) -> dict[str, object]:
+    """The LoRA / checkpointing / worker flags given (None = keep RefineConfig's default)."""
+    from synthembed.cli.train import SCALE_KEYS
+
+    values = {key: getattr(args, key, None) for key in SCALE_KEYS if key != "mini_batch_size"}
+    if isinstance(values.get("lora_target_modules"), str):
+        values["lora_target_modules"] = tuple(m.strip() for m in str(values["lora_target_modules"]).split(",") if m.strip())
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -93,6 +105,7 @@ def _run_locked(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         precision=args.precision,
+        **_scale_values(args),
     )
     try:
         results = refine(config)

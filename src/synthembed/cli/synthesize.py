@@ -50,11 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_backend_arguments(parser: argparse.ArgumentParser, *, default_backend: str = "transformers") -> None:
     """--backend, --model, --base-url, --api-key-env, --concurrency, --timeout, --max-retries, --batch-size, --dtype, --device, --threads."""
     group = parser.add_argument_group("LLM backend")
-    group.add_argument("--backend", default=default_backend, choices=["openai", "transformers", "vllm", "fake"])
+    group.add_argument("--backend", default=default_backend, choices=["openai", "transformers", "fake"])
     group.add_argument(
         "--model",
         default="embedded",
-        help="model: server model name (openai), folder / hub id / .gguf / 'embedded' = packaged SmolLM2 (transformers, vllm)",
+        help="model: server model name (openai), folder / hub id / .gguf / 'embedded' = packaged SmolLM2 (transformers)",
     )
     group.add_argument("--base-url", nargs="+", default=["http://127.0.0.1:8000/v1"], metavar="URL",
                        help="OpenAI-compatible server URL(s) (openai); several spread the requests, "
@@ -90,8 +90,6 @@ def backend_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend == "transformers":
         return {"model": args.model, "batch_size": args.batch_size, "dtype": args.dtype, "device": args.device,
                 "threads": args.threads}
-    if args.backend == "vllm":
-        return {"model": args.model}
     return {"model": args.model if args.model != "embedded" else "fake-model"}
 
 

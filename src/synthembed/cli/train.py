@@ -11,6 +11,29 @@ from pathlib import Path
 
 from synthembed.cli._common import add_data_dir_argument, resolve_data_dir
 
+SCALE_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_merge", "gradient_checkpointing",
+              "mini_batch_size", "dataloader_workers")  # shared with refine
+TRAIN_ONLY_KEYS = ("model_dtype",)
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser, *, cached_loss: bool = True) -> None:
+    """LoRA, activation checkpointing, the cached loss and loader workers (docs/gpu.md); shared with refine."""
+    group = parser.add_argument_group("scale (docs/gpu.md)")
+    group.add_argument("--lora-r", type=int, default=None, help="train a LoRA adapter of this rank (needs peft; 0: off)")
+    group.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default 2 x rank)")
+    group.add_argument("--lora-dropout", type=float, default=None, help="LoRA dropout (default 0.05)")
+    group.add_argument("--lora-target-modules", default=None,
+                       help="comma-separated module names (e.g. q_proj,v_proj) or all-linear (default)")
+    group.add_argument("--lora-merge", action="store_true", default=None,
+                       help="write the adapter merged into the weights (a standalone model) instead of the adapter")
+    group.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                       help="recompute activations in the backward pass: less memory, more time")
+    if cached_loss:
+        group.add_argument("--mini-batch-size", type=int, default=None,
+                           help="cached (GradCache) InfoNCE: encode the batch in chunks of N; memory bounded by N")
+    group.add_argument("--dataloader-workers", type=int, default=None,
+                       help="tokenize batches in N loader processes, prefetched (default: 4 on CUDA, 0 on CPU)")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -55,6 +78,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-steps", type=int, default=None, help="dev evaluation every N steps")
     parser.add_argument("--no-dev", action="store_true", help="train without dev evaluation / model selection")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in the output folder")
+    parser.add_argument("--save-steps", type=int, default=None,
+                        help="resumption checkpoint (with optimizer state) every N steps (default: by time, see next)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=None,
+                        help="resumption checkpoint after this many minutes of training (default 30; 0: none)")
+    add_scale_arguments(parser)
+    parser.add_argument("--model-dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                        help="load the backbone's weights in this dtype (half precision only with --lora-r: the frozen "
+                        "base; a 7B model takes ~14.5 GB in bfloat16)")
     add_data_dir_argument(parser)
     parser.set_defaults(handler=run)
 
@@ -65,7 +96,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         "data", "output", "model", "pooling", "mlp_train_only", "anchor_column", "positive_column",
         "dataset_split", "limit", "max_bad_rows", "epochs", "max_steps", "batch_size", "lr", "warmup_ratio", "max_length",
         "temperature", "hard_negative_weight", "mlm_weight", "precision", "seed", "eval_steps",
-        "curriculum", "stage_fractions",
+        "curriculum", "stage_fractions", "save_steps", "checkpoint_minutes", *SCALE_KEYS, *TRAIN_ONLY_KEYS,
     )
     values: dict[str, object] = {key: getattr(args, key) for key in keys}
     if isinstance(values["data"], list):
@@ -81,6 +112,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         values["negative_column"] = None if args.negative_column.lower() in ("none", "null", "") else args.negative_column
     if args.no_resume:
         values["resume"] = False
+    if isinstance(values.get("lora_target_modules"), str):
+        values["lora_target_modules"] = tuple(m.strip() for m in str(values["lora_target_modules"]).split(",") if m.strip())
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is not None:
         values["data_dir"] = str(data_dir)

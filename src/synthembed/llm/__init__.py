@@ -1,9 +1,8 @@
 """LLM backends behind one protocol (`synthembed.llm.base`), created by name with `create_backend`.
 
 Backends: ``openai`` (any OpenAI-compatible server, async with bounded concurrency and retries),
-``transformers`` (a local Hugging Face causal LM, batched), ``vllm`` (optional, in-process batching)
-and ``fake`` (deterministic, scripted, for tests and benchmarks). Heavy libraries load only when a
-backend is created.
+``transformers`` (a local Hugging Face causal LM, batched) and ``fake`` (deterministic, scripted, for tests and benchmarks). Heavy libraries load only when a
+backend is created. vLLM is used as a server (``vllm serve MODEL``) behind ``openai``: docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "openai": "synthembed.llm.openai_compat:OpenAIBackend",
     "transformers": "synthembed.llm.transformers_local:TransformersBackend",
-    "vllm": "synthembed.llm.vllm_backend:VLLMBackend",
     "fake": "synthembed.llm.fake:FakeBackend",
 }
 

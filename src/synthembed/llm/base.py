@@ -120,7 +120,7 @@ class Generation:
 class LLMBackend(Protocol):
     """What the runner needs from a backend (see the module docstring for the contract)."""
 
-    name: str  # "openai", "transformers", "vllm", "fake"
+    name: str  # "openai", "transformers", "fake"
     model: str  # the model as it enters the cache key (server model name, folder path, ...)
 
     def generate(self, requests: Iterable[ChatRequest]) -> Iterator[Generation]:

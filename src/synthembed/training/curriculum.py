@@ -355,7 +355,7 @@ def train_graded(
 
     from transformers import set_seed
 
-    from synthembed.losses.infonce import InfoNCELoss
+    from synthembed.losses.cached_infonce import build_infonce_loss
     from synthembed.training.syncse import build_evaluator, build_model
     from synthembed.training.trainer import FitSettings, fit
 
@@ -370,7 +370,8 @@ def train_graded(
     set_seed(config.seed)
     if model is None:
         model = build_model(config)
-    loss = InfoNCELoss(model, temperature=config.temperature, hard_negative_weight=config.hard_negative_weight)
+    loss = build_infonce_loss(model, temperature=config.temperature, hard_negative_weight=config.hard_negative_weight,
+                              mini_batch_size=config.mini_batch_size)
     dataset = level_major_dataset(rows, spec.levels)
     sampler = CurriculumBatchSampler(len(rows), config.batch_size, spec, drop_last=True, row_keys=row_text_keys(dataset))
     settings = FitSettings.from_config(config)

@@ -61,6 +61,13 @@ class RefineConfig:
     seed: int = 42
     device: str | None = None
     precision: str = "auto"  # as `train`: bf16 autocast on CPUs with native bf16, else fp32
+    lora_r: int | None = None  # as `train` (docs/gpu.md): refine a LoRA adapter; the teacher pass runs before it
+    lora_alpha: float | None = None
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("all-linear",)
+    lora_merge: bool = False
+    gradient_checkpointing: bool = False
+    dataloader_workers: int | None = None
 
 
 def load_chains(path: str | Path, limit: int | None = None, columns: dict[str, str | None] | None = None
@@ -225,6 +232,13 @@ def refine(config: RefineConfig) -> dict[str, Any]:
         eval_steps=config.eval_steps,
         eval_on_start=False,  # scored above as dev_before
         logging_steps=max(1, (config.eval_steps or 10) // 2),
+        lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        lora_target_modules=tuple(config.lora_target_modules),
+        lora_merge=config.lora_merge,
+        gradient_checkpointing=config.gradient_checkpointing,
+        dataloader_workers=config.dataloader_workers,
     )
     collector = _log_collector()
     record = {"refine": asdict(config), "chains": len(chains), "list_size": n, "skipped": dict(skipped)}

@@ -25,7 +25,8 @@ def build_model(config: TrainConfig) -> Any:
     from synthembed.models.pooling import set_mlp_train_only
     from synthembed.training.max_length import set_training_length
 
-    model = load_encoder(config.model, pooling=config.pooling)
+    model_kwargs = {"dtype": config.model_dtype} if config.model_dtype else None  # e.g. a 7B base in bf16 under LoRA
+    model = load_encoder(config.model, pooling=config.pooling, model_kwargs=model_kwargs)
     pin_text_modality(model)  # plain sentences, not chat messages (see synthembed.models.modality)
     if config.pooling == "cls_mlp" and config.mlp_train_only:
         model = set_mlp_train_only(model)  # the Dense becomes train-only; exports leave it out
@@ -52,7 +53,7 @@ def train_from_config(config: TrainConfig, *, dev: bool = True) -> Path:
     """Run one training as `config` describes; returns the output model folder."""
     from transformers import set_seed
 
-    from synthembed.losses.infonce import InfoNCELoss
+    from synthembed.losses.cached_infonce import build_infonce_loss
     from synthembed.training.data import concatenate_rows, load_training_rows
     from synthembed.training.trainer import FitSettings, fit
 
@@ -74,12 +75,13 @@ def train_from_config(config: TrainConfig, *, dev: bool = True) -> Path:
     evaluator = build_evaluator(config) if dev else None
     set_seed(config.seed)  # the MLP of cls_mlp and anything else initialised at load time
     model = build_model(config)
-    loss = InfoNCELoss(
+    loss = build_infonce_loss(
         model,
         temperature=config.temperature,
         hard_negative_weight=config.hard_negative_weight,
         mlm_weight=config.mlm_weight,
         mlm_probability=config.mlm_probability,
+        mini_batch_size=config.mini_batch_size,
     )
     record = {
         "config": config.to_dict(),

@@ -5,10 +5,12 @@ DDP under ``torchrun`` / ``accelerate launch`` works unchanged) and adds, at the
 hooks only (training arguments, callbacks, a batch-sampler factory):
 
 - dev evaluation every ``eval_steps`` (and once before training) with any sentence-transformers
-  evaluator, normally `synthembed.evaluation.dev.DevSTSEvaluator`; the best checkpoint by the
-  evaluator's primary metric (STS-B dev + SICK-R dev mean) is loaded at the end;
-- resumption: checkpoints go to ``<output>/checkpoints``; calling `fit` again with the same output
-  continues from the last one (optimizer, scheduler, RNG and sampler state included);
+  evaluator, normally `synthembed.evaluation.dev.DevSTSEvaluator`; the best model by the
+  evaluator's primary metric (STS-B dev + SICK-R dev mean) is kept in memory and loaded at the end
+  (`synthembed.training.checkpointing.BestModelKeeper`: no checkpoint write per evaluation);
+- resumption: checkpoints go to ``<output>/checkpoints`` every ``checkpoint_minutes`` of training (or
+  every ``save_steps``); calling `fit` again with the same output continues from the last one
+  (optimizer, scheduler, RNG, sampler state and the best model so far included);
 - the output folder: a sentence-transformers model (loadable with `load_encoder(<output>)`), plus
   ``train_config.yaml`` (everything that made the run), ``dev_curve.tsv`` (step, epoch, metrics),
   and a hub-ready model card (README.md, `synthembed.models.card`: recipe, data provenance, dev scores).
@@ -48,6 +50,7 @@ import yaml
 from torch import nn
 
 from synthembed.compat import full_precision_forward
+from synthembed.errors import SynthEmbedError
 from synthembed.io.atomic import atomic_write_text
 from synthembed.models.card import write_model_card
 from synthembed.models.export import save_portable
@@ -78,6 +81,16 @@ class FitSettings:
     keep_checkpoints: bool = False
     resume: bool = True
     gradient_accumulation_steps: int = 1
+    save_steps: int | None = None  # resumption checkpoint every N steps; None: every checkpoint_minutes
+    checkpoint_minutes: float = 30.0  # resumption checkpoint after this much training time (0: none)
+    # memory and speed (docs/gpu.md): LoRA adapters, activation checkpointing, data-loader workers
+    lora_r: int | None = None  # LoRA rank; None or 0 trains every weight
+    lora_alpha: float | None = None  # None: 2 * lora_r
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("all-linear",)
+    lora_merge: bool = False  # write the adapter merged into the weights (a standalone model) instead of the adapter
+    gradient_checkpointing: bool = False
+    dataloader_workers: int | None = None  # >0: batches tokenized in loader processes; None: 4 on CUDA, 0 on CPU
 
     @classmethod
     def from_config(cls, config: Any) -> FitSettings:
@@ -100,6 +113,16 @@ def resolve_precision(precision: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def resolve_workers(workers: int | None) -> int:
+    """Loader processes that tokenize batches off the training loop: ``None`` -> 4 on CUDA (at most half the
+    CPUs), 0 on CPU (there the training loop and the workers would share the same cores)."""
+    if workers is not None:
+        return workers
+    if not torch.cuda.is_available():
+        return 0
+    return max(0, min(4, (os.cpu_count() or 2) // 2))
 
 
 def cpu_has_native_bf16() -> bool:
@@ -138,6 +161,18 @@ def _trainer_class() -> type:
     from sentence_transformers import SentenceTransformerTrainer
 
     class FullPrecisionEvalTrainer(SentenceTransformerTrainer):
+        def _load_from_checkpoint(self, checkpoint_path: str) -> None:
+            """Best-checkpoint loading and resumption; a LoRA-wrapped model restores its adapter and heads."""
+            from synthembed.models.lora import backbone, is_peft_wrapped
+
+            model = getattr(self.model, "_orig_mod", self.model)
+            if not is_peft_wrapped(backbone(model)):
+                return super()._load_from_checkpoint(checkpoint_path)
+            from synthembed.models.lora import load_adapter_checkpoint
+
+            load_adapter_checkpoint(model, Path(checkpoint_path))
+            return None
+
         def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
             with full_precision_forward(self.model):
                 return super().evaluate(*args, **kwargs)
@@ -238,9 +273,11 @@ def fit(
     total_steps = settings.max_steps or math.ceil(settings.epochs * per_epoch)
     eval_steps = settings.eval_steps or max(1, total_steps // 4)
     precision = resolve_precision(settings.precision)
+    workers = resolve_workers(settings.dataloader_workers)
     metric = getattr(evaluator, "primary_metric", None) if evaluator is not None else None
     metric_key = None if metric is None else (metric if metric.startswith("eval_") else f"eval_{metric}")
 
+    prepare_model(model, settings)
     if is_main_process():  # a kill may have left a half-published model or a half-written checkpoint
         ckpt.recover_output(output)
         if settings.resume:
@@ -267,11 +304,13 @@ def fit(
         "fp16": precision == "fp16",
         "logging_steps": settings.logging_steps,
         "save_strategy": "steps",
-        "save_steps": eval_steps,
+        "save_steps": settings.save_steps or total_steps + 1,  # otherwise TimedCheckpoints decides
         "save_total_limit": 2,
         "report_to": "none",
         "dataloader_drop_last": drop_last,
         "dataloader_pin_memory": torch.cuda.is_available(),
+        "dataloader_num_workers": workers,
+        **({"dataloader_prefetch_factor": 4, "dataloader_persistent_workers": True} if workers else {}),
         "disable_tqdm": not logger.isEnabledFor(logging.INFO),
     }
     if batch_sampler is not None:
@@ -281,9 +320,6 @@ def fit(
             eval_strategy="steps",
             eval_steps=eval_steps,
             eval_on_start=settings.eval_on_start and last is None,
-            load_best_model_at_end=True,
-            metric_for_best_model=metric_key,
-            greater_is_better=bool(getattr(evaluator, "greater_is_better", True)),
         )
     args_values.update(training_args or {})
     args = SentenceTransformerTrainingArguments(**args_values)
@@ -295,6 +331,7 @@ def fit(
         "fit": {
             **dataclasses.asdict(settings),
             "resolved_precision": precision,
+            "resolved_dataloader_workers": workers,
             "world_size": world,
             "train_rows": len(train_dataset),
             "total_steps": total_steps,
@@ -308,25 +345,43 @@ def fit(
         output.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
 
+    from synthembed.training.checkpointing import BestModelKeeper, SkipFinalCheckpoint, TimedCheckpoints
+
+    keeper = None
+    if metric_key is not None:
+        keeper = BestModelKeeper(model, metric_key, bool(getattr(evaluator, "greater_is_better", True)))
+    keepers: list[Any] = [keeper] if keeper is not None else []
+    if settings.save_steps is None and settings.checkpoint_minutes > 0:
+        keepers.append(TimedCheckpoints(settings.checkpoint_minutes))
+    if not settings.keep_checkpoints:
+        keepers.append(SkipFinalCheckpoint())
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=train_dataset,
         loss=loss,
         evaluator=evaluator,
-        callbacks=[_dev_curve_callback(output, metric_key), *callbacks],
+        callbacks=[_dev_curve_callback(output, metric_key), *keepers, *callbacks],
     )
     if last is not None:
         logger.warning("resuming from %s", last)
+        if keeper is not None:
+            keeper.restore_from(last)
     trainer.train(resume_from_checkpoint=last)
 
+    if keeper is not None:
+        keeper.load_best()
     if trainer.is_world_process_zero():
         best = {
-            "best_checkpoint_step": _step_of(trainer.state.best_model_checkpoint),
-            "best_metric": trainer.state.best_metric,
+            "best_checkpoint_step": keeper.best_step if keeper is not None else None,
+            "best_metric": keeper.best_metric if keeper is not None else None,
             "steps_done": trainer.state.global_step,
         }
         full_record["result"] = best
+        if settings.lora_merge:
+            from synthembed.models.lora import merge_lora
+
+            merge_lora(model)
         train_length = getattr(model, "max_seq_length", None)
         full_record["fit"].update(train_max_length=train_length, saved_max_seq_length=inference_length(model))
         staging = ckpt.begin_publish(output)  # the final folder is written whole, then swapped in
@@ -345,11 +400,29 @@ def fit(
     return output
 
 
-def _step_of(checkpoint: str | None) -> int | None:
-    if not checkpoint:
-        return None
-    tail = checkpoint.rstrip("/").rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+def prepare_model(model: nn.Module, settings: FitSettings) -> None:
+    """Apply the memory settings to `model` in place: a LoRA adapter, activation checkpointing.
+
+    Checkpointing runs non-reentrant (``use_reentrant=False``), the form that back-propagates into an
+    adapter even when the frozen layers' inputs need no gradient.
+    """
+    from synthembed.models.lora import LoraSpec, add_lora, backbone, trainable_parameters
+
+    if settings.lora_r:
+        spec = LoraSpec(r=settings.lora_r, alpha=settings.lora_alpha, dropout=settings.lora_dropout,
+                        target_modules=tuple(settings.lora_target_modules))
+        add_lora(model, spec)
+        trainable, total = trainable_parameters(model)
+        logger.warning("LoRA r=%d: training %d of %d parameters (%.2f%%)", spec.r, trainable, total, 100 * trainable / total)
+    if settings.gradient_checkpointing:
+        inner = backbone(model)
+        if not getattr(inner, "supports_gradient_checkpointing", True):
+            raise SynthEmbedError(f"{type(inner).__name__} does not support gradient checkpointing")
+        kwargs = {"use_reentrant": False}
+        if hasattr(inner, "activation_checkpointing_enable"):  # transformers >= 5.2x (the old name is deprecated)
+            inner.activation_checkpointing_enable(kwargs)
+        else:
+            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _yaml_safe(value: Any) -> Any:
