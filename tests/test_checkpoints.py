@@ -124,7 +124,7 @@ def test_incomplete_checkpoint_is_set_aside_and_the_run_resumes_to_the_same_weig
 
     def train(output: Path) -> Path:
         config = TrainConfig(data=str(_triplets(tmp_path)), output=str(output), model=str(tiny_bert_dir),
-                             pooling="mean", max_length=16, batch_size=4, lr=1e-3, max_steps=4, eval_steps=2,
+                             pooling="mean", max_length=16, batch_size=4, lr=1e-3, max_steps=4, eval_steps=2, save_steps=2,
                              seed=1, precision="fp32")
         return train_from_config(config, dev=False)
 
@@ -227,7 +227,7 @@ def test_kill_loop_train(tmp_path: Path, tiny_bert_dir: Path) -> None:
 
     def argv(output: Path) -> list[str]:
         return ["train", "--model", str(tiny_bert_dir), "--data", str(data), "--output", str(output), "--no-dev",
-                "--max-steps", "8", "--eval-steps", "1", "--batch-size", "4", "--lr", "1e-3", "--max-length", "16",
+                "--max-steps", "8", "--eval-steps", "1", "--save-steps", "1", "--batch-size", "4", "--lr", "1e-3", "--max-length", "16",
                 "--precision", "fp32", "--pooling", "mean", "--seed", "3"]
 
     _kill_loop(tmp_path, argv, "train_config.yaml", "train_config.yaml")
