@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-mteb = pytest.importorskip("mteb", minversion="2.0")  # the 2.x API: evaluate(), SentenceTransformerEncoderWrapper
-
 N_PAIRS = 64
 
 
@@ -64,6 +62,7 @@ def _local_stsb_task(data_dir: Path):
 
 @pytest.mark.slow  # importing mteb alone takes ~30 s here
 def test_mteb_loads_and_scores_a_saved_model(tiny_bert_dir: Path, shared_data_dir: Path, tmp_path: Path) -> None:
+    mteb = pytest.importorskip("mteb", minversion="2.0")  # the 2.x API: evaluate(), SentenceTransformerEncoderWrapper
     from scipy.stats import spearmanr
 
     from synthembed.models.encoder import load_encoder

@@ -259,7 +259,7 @@ def test_card_metadata_snippet_and_provenance(tiny_llama_dir: Path, tmp_path: Pa
     import hashlib
 
     for expected in ("parse_failure 7", "duplicate 3", "Kept: 90", "abcd1234", "SNLI", "mode partial",
-                     hashlib.sha256(b"weights").hexdigest(), "step 20", "**20**", "dev sets only"):
+                     hashlib.sha256(b"weights").hexdigest() + "`", "step 20", "**20**", "dev sets only"):
         assert expected in text, expected
 
     assert "## Usage" in text and "trust_remote_code=True" in text

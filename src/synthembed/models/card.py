@@ -216,7 +216,7 @@ def _manifest_lines(folder: Path) -> list[str]:
     ]
     digest = _file_sha256(generator)
     if digest:
-        lines.append(f"- Generator file sha256: `{digest}`")
+        lines.append(f"- Generator weights sha256: `{digest}`")
     elif config.get("model_sha256"):
         lines.append(f"- Generator file sha256: `{config['model_sha256']}`")
     else:
@@ -370,15 +370,31 @@ def _licence_notes(sources: Iterable[str]) -> list[str]:
 
 
 def _file_sha256(reference: Any) -> str | None:
+    """sha256 of the generator's weights: a local file or folder (its weight files), or the packaged GGUF.
+
+    Reads the names the synthesis backends record: ``embedded:<gguf name>``, ``gguf:<path>``, a path,
+    each optionally followed by ``@<dtype>``. None for hub ids and remote servers.
+    """
     if not isinstance(reference, str):
         return None
+    reference = reference.rsplit("@", 1)[0] if "@" in reference else reference
+    if reference in ("embedded", "embedded-llm") or reference.startswith("embedded:"):
+        from synthembed.models.embedded import embedded_llm_gguf_path
+
+        reference = str(embedded_llm_gguf_path())
+    reference = reference.removeprefix("gguf:")
     path = Path(reference).expanduser()
-    if not path.is_file():
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+    else:
+        files = [path] if path.is_file() else []
+    if not files:
         return None
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
