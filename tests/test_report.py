@@ -97,7 +97,8 @@ def test_clean_run_has_tables_intervals_and_no_warning(tmp_path: Path) -> None:
     markdown = (run / "report.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| base-model") or line.startswith("| fit")]
     assert rows[0].startswith("| base-model (base) |") and rows[1].startswith("| fit |")  # pipeline order
-    assert re.search(r"\| fit \| [\d.]+ \(\+[\d.]+ \[\+[\d.]+, \+[\d.]+\]\) \| [\d.]+ \(0\.00 \[0\.00, 0\.00\] n\.s\.\) \|", rows[1]), rows[1]
+    # test columns first: stsb (test) unchanged (0-width interval, n.s.), stsb (dev) better with an interval above 0
+    assert re.search(r"\| fit \| [\d.]+ \(0\.00 \[0\.00, 0\.00\] n\.s\.\) \| [\d.]+ \(\+[\d.]+ \[\+[\d.]+, \+[\d.]+\]\) \|", rows[1]), rows[1]
     assert "## Warnings" not in markdown and "No check fired" in page
     assert "<pre" not in page and page.count("<table") >= 5
     for section in ("warnings", "r1-scores", "r1-training", "r1-data", "r1-checks", "r1-stages", "method"):
@@ -150,7 +151,7 @@ def test_results_without_per_pair_outcomes_show_the_change_without_an_interval(t
         path.write_text(json.dumps(data))
     markdown = (write_report(run, with_model_plots=False).with_suffix(".md")).read_text()
     assert "written before per-pair outcomes were stored" in markdown
-    assert re.search(r"\| fit \| [\d.]+ \(\+[\d.]+ \[.*\]\) \| [\d.]+ \(0\.00\) \|", markdown)
+    assert re.search(r"\| fit \| [\d.]+ \(0\.00\) \| [\d.]+ \(\+[\d.]+ \[.*\]\) \|", markdown)
 
 
 def test_several_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,3 +165,16 @@ def test_several_runs_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "second / fit" in out.with_suffix(".md").read_text()  # the warning names its run
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_graded_stage_gets_its_strip_plot_and_negatives_check(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    rows = [json.dumps({"id": f"G{i}", "query": f"red fox jumps high row{i}", "positive": f"red fox jumps high row{i} now",
+                        "negatives": [{"level": 1, "text": f"red fox sits row{i}"}, {"level": 2, "text": f"blue whale sings {i}"}]})
+            for i in range(6)]
+    make_stage(run, "gr", "synthembed synthesize graded --mode levels --output g", {"records.jsonl": "\n".join(rows)})
+    page = write_report(run).read_text()
+    assert "gr: graded negatives (MGH)" in page
+    assert "cosine of the positive and of each level" in page
+    checks = page[page.index('id="r1-checks"') : page.index('id="r1-stages"')]
+    assert checks.count("negatives closer than positives") == 2 and 'class="fired"' not in checks

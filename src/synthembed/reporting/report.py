@@ -267,14 +267,14 @@ def training_view(contents: RunContents, base_label: str | None) -> tuple[list[p
 # ---------------------------------------------------------------- synthesized data
 
 
-def _short(text: Any) -> str:
+def _short(text: Any, limit: int = TEXT_LIMIT) -> str:
     text = " ".join(str(text).split())
-    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _example_table(method: str, records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     if method == "chains":
-        return ["id", "chain (s0 first)"], [[str(r.get("id", "")), " → ".join(_short(s) for s in r.get("sentences", []))] for r in records]
+        return ["id", "chain (s0 first)"], [[str(r.get("id", "")), " → ".join(_short(s, 90) for s in r.get("sentences", []))] for r in records]
     if method == "graded":
         return ["id", "query", "positive", "negatives (level: text)"], [
             [str(r.get("id", "")), _short(r.get("query", "")), _short(r.get("positive", "")),
@@ -298,7 +298,7 @@ def _dropped_table(rows: list[dict[str, Any]]) -> list[list[str]]:
             generated = _short(raw or "")
         source = (row.get("meta") or {}).get("source", "")
         reason = str(row.get("reason", "")).replace("_", " ") + (f" ({row['detail']})" if row.get("detail") else "")
-        out.append([str(row.get("id", "")), reason, _short(generated) or "(nothing parsed)", str(source)])
+        out.append([str(row.get("id", "")), reason, _short(generated, 360) or "(nothing parsed)", str(source)])
     return out
 
 
