@@ -291,3 +291,24 @@ def test_half_precision_base_needs_lora(tmp_path: Path, tiny_bert_dir: Path) -> 
     code = main(["train", "--data", str(data), "--output", str(tmp_path / "m"), "--model", str(tiny_bert_dir),
                  "--max-steps", "1", "--batch-size", "4", "--no-dev", "--model-dtype", "bfloat16", "--lora-r", "2"])
     assert code == 0 and (tmp_path / "m" / "adapter_model.safetensors").is_file()
+
+
+def test_refine_trains_a_lora_adapter(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """`synthembed refine --lora-r` (teacher pass first, then the adapter trains) writes an adapter folder that loads."""
+    import yaml
+
+    from synthembed.cli import main
+    from synthembed.models.encoder import load_encoder
+    from synthembed.models.lora import has_adapter
+
+    chains = tmp_path / "chains.jsonl"
+    chains.write_text("".join(json.dumps({"id": f"c{i}", "sentences": [row[0], row[1], row[2], TEXTS[i - 1][2]]}) + "\n"
+                              for i, row in enumerate(TEXTS)))
+    out = tmp_path / "refined"
+    assert main(["refine", "--data", str(chains), "--model", str(tiny_bert_dir), "--output", str(out), "--lr", "1e-2",
+                 "--batch-size", "2", "--eval-steps", "2", "--data-dir", str(_dev(tmp_path)), "--dev-tasks", "stsb",
+                 "--lora-r", "2", "--lora-dropout", "0"]) == 0
+    assert (out / "adapter_config.json").is_file()
+    record = yaml.safe_load((out / "train_config.yaml").read_text())
+    assert record["fit"]["lora_r"] == 2 and record["result"]["steps_done"] == 4
+    assert has_adapter(load_encoder(str(out)))

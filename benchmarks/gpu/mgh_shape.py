@@ -36,6 +36,7 @@ args = p.parse_args()
 logging.basicConfig(level=logging.ERROR)
 cuda = torch.cuda.is_available()
 device = "cuda" if cuda else "cpu"
+ROW: dict = {}  # the result row, filled as the run goes (partial results print it after every timed step)
 
 
 class Timer(TrainerCallback):
@@ -50,6 +51,12 @@ class Timer(TrainerCallback):
         if self.start is not None:
             self.seconds = time.perf_counter() - self.start
         print(f"step {state.global_step} done at {time.perf_counter():.1f}", flush=True)
+        if self.steps > 0:  # a partial result after every timed step: a time limit cannot hide the rate
+            rate = self.steps / self.seconds
+            partial = {**ROW, "fits": True, "partial": True, "steps_timed": self.steps, "steps_per_s": round(rate, 4),
+                       "triplets_per_s": round(rate * args.batch_size, 1), "s_per_step": round(1 / rate, 2),
+                       "peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None}
+            print("RESULT " + json.dumps(partial), flush=True)
 
 
 def long_rows(n: int) -> dict[str, list[str]]:
@@ -80,9 +87,10 @@ def main() -> None:
         max_position_embeddings=4096, pad_token_id=tok.pad_token_id, use_cache=False,
     )
     cfg._attn_implementation = "sdpa"
-    row = {"part": "mgh-shape", "shape": "Mistral-7B" if full else "tiny stand-in", "batch": args.batch_size,
+    row = ROW
+    row.update({"part": "mgh-shape", "shape": "Mistral-7B" if full else "tiny stand-in", "batch": args.batch_size,
            "max_length": args.max_length, "lora_r": args.lora_r, "mini_batch": args.mini_batch_size,
-           "gradient_checkpointing": True, "precision": "bf16", "pooling": args.pooling}
+           "gradient_checkpointing": True, "precision": "bf16", "pooling": args.pooling})
     t0 = time.perf_counter()
     torch.manual_seed(0)
     with torch.device(device):
@@ -112,6 +120,7 @@ def main() -> None:
         trainable, total = trainable_parameters(model)
         row["trainable_m"] = round(trainable / 1e6, 1)
         rate = timer.steps / timer.seconds if timer.seconds else None
+        row["steps_timed"] = timer.steps
         row["steps_per_s"] = round(rate, 4) if rate else None
         row["triplets_per_s"] = round(rate * args.batch_size, 1) if rate else None
         row["s_per_step"] = round(1 / rate, 2) if rate else None

@@ -37,10 +37,12 @@ if rows:
             print(f"| {model} | {r['side']} | {r['steps_per_s']:.2f} | {r['triplets_per_s']:.0f} | {ratio} | {r.get('peak_gb')} | "
                   f"batch {r['batch']} x len {r['max_length']} {r['precision']}; {notes} |")
 
-for r in (r for r in results if r.get("part") == "mgh-shape"):
+mgh = [r for r in results if r.get("part") == "mgh-shape"]
+for r in mgh[-1:]:  # the last row: final, or the latest partial one when the part ran out of time
     print("\n## MGH shape\n")
     print(" | ".join(f"{k}={v}" for k, v in r.items() if k != "part"))
     verdict = "FITS" if r.get("fits") else "DOES NOT FIT"
     print(f"\n{verdict}: {r.get('shape')} LoRA r {r.get('lora_r')}, checkpointing, cached loss (mini-batch "
           f"{r.get('mini_batch')}), {r.get('batch')} triplets x length {r.get('max_length')}: "
-          f"{r.get('triplets_per_s')} triplets/s, peak {r.get('peak_gb')} GB")
+          f"{r.get('triplets_per_s')} triplets/s over {r.get('steps_timed')} timed step(s), peak {r.get('peak_gb')} GB"
+          + (" (partial: the part ran out of time after this step)" if r.get("partial") else ""))
