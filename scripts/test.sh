@@ -10,6 +10,7 @@ case "${1:-}" in
   --minimum) export SYNTHEMBED_DEPS=minimum; shift ;;
 esac
 venv=$(bash scripts/setup.sh | tail -n 1)
+bash scripts/setup-browser.sh  # Debian's chromium for the report's browser test (a no-op once installed)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 "$venv/bin/python" -m synthembed.env
 exec "$venv/bin/python" -m pytest "$@"
