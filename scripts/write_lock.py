@@ -1,7 +1,9 @@
 """Write requirements/lock.txt from `pip freeze` pins and the files `pip download` fetched for them.
 
 Usage: python scripts/write_lock.py PINS FILES_DIR OUT. Each pin gets the sha256 of every file found for
-it, so `pip install --require-hashes` installs exactly the tested files. Called by scripts/lock.sh.
+it, so `pip install --require-hashes` installs exactly the tested files. A pin that exists only as a source
+distribution (llama-cpp-python compiles llama.cpp) goes to OUT's sibling ``lock-source.txt`` instead, with
+the sdist's hash: setup.sh builds it once into a wheel and reuses that. Called by scripts/lock.sh.
 """
 
 from __future__ import annotations
@@ -36,20 +38,28 @@ def file_project(path: Path) -> str:
 
 def main(pins_path: str, files_dir: str, out_path: str) -> None:
     hashes: dict[str, list[str]] = defaultdict(list)
+    wheels: set[str] = set()
     for path in sorted(Path(files_dir).iterdir()):
         hashes[file_project(path)].append(hashlib.sha256(path.read_bytes()).hexdigest())
-    lines = []
+        if path.name.endswith(".whl"):
+            wheels.add(file_project(path))
+    sdist_only = set(hashes) - wheels
+    lines: list[str] = []
+    source_lines: list[str] = []
     for pin in Path(pins_path).read_text(encoding="utf-8").split("\n"):
         if not pin.strip():
             continue
         name = normalize(pin.split("==")[0])
         if not hashes.get(name):
             sys.exit(f"write_lock: no downloaded file for {pin!r} in {files_dir}")
-        lines.append(" \\\n    ".join([pin] + [f"--hash=sha256:{h}" for h in hashes[name]]))
+        entry = " \\\n    ".join([pin] + [f"--hash=sha256:{h}" for h in hashes[name]])
+        (source_lines if name in sdist_only else lines).append(entry)
     from datetime import date
 
-    text = HEADER.format(date=date.today().isoformat()) + "\n".join(lines) + "\n"
-    Path(out_path).write_text(text, encoding="utf-8")
+    header = HEADER.format(date=date.today().isoformat())
+    Path(out_path).write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    source_header = header + "# Source distributions only (hash of the sdist): setup.sh builds each once into .whl/.\n"
+    Path(out_path).with_name("lock-source.txt").write_text(source_header + "\n".join(source_lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
