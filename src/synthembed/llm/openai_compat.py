@@ -17,6 +17,9 @@ applies to each server; every attempt goes to the healthy server with the most f
 spreads by speed. A server that fails ``down_after`` attempts in a row (timeouts, connection errors,
 5xx) is skipped for ``cooldown`` seconds and its requests move to the others without waiting; a 429
 with ``Retry-After`` rests only that server. With one server this is the plain single-server client.
+
+A server that refuses ``response_format: json_schema`` (llama-cpp-python's server answers HTTP 500 with a
+validation error) gets the same schema as ``{"type": "json_object", "schema": ...}``, the form it takes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from synthembed.llm.base import BackendError, ChatRequest, Generation, truncate_at_stop
+from synthembed.llm.base import BackendError, ChatRequest, Generation, json_object_form, truncate_at_stop
 
 __all__ = ["OpenAIBackend", "retry_after_seconds"]
 
@@ -133,6 +136,7 @@ class OpenAIBackend:
         self.retries = 0  # total retries done, for tests and summaries
         self._server_stats: dict[str, dict[str, int]] = {u: {"answered": 0, "failed_attempts": 0} for u in self.base_urls}
         self.sleep = asyncio.sleep  # replaceable in tests to observe the delays
+        self.json_object_schema = False  # set once a server rejects response_format json_schema (llama.cpp's)
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.concurrency})"
@@ -260,7 +264,8 @@ class OpenAIBackend:
         if params.stop:
             body["stop"] = list(params.stop)
         if params.response_format is not None:
-            body["response_format"] = params.response_format
+            body["response_format"] = (json_object_form(params.response_format) if self.json_object_schema
+                                       else params.response_format)
         body.update(self.extra_body)
         return body
 
@@ -271,9 +276,9 @@ class OpenAIBackend:
     async def _complete(self, servers: list[_Server], request: ChatRequest) -> Generation:
         import httpx
 
-        body = self.payload(request)
         last_error = ""
         for attempt in range(self.max_retries + 1):
+            body = self.payload(request)
             server = await self._acquire(servers)
             try:
                 response = await server.client().post("/chat/completions", json=body)
@@ -309,6 +314,8 @@ class OpenAIBackend:
 
     def _parse_response(self, request: ChatRequest, response: Any, url: str) -> Generation:
         status = response.status_code
+        if status >= 400 and self._rejects_json_schema(request, response.text):
+            raise _Retryable("server rejected response_format json_schema; resent as json_object with the schema", 0.0)
         if status == 429:
             raise _Retryable("HTTP 429 rate limited", retry_after_seconds(response.headers.get("retry-after")),
                              rate_limited=True)
@@ -337,6 +344,16 @@ class OpenAIBackend:
         text, _ = truncate_at_stop(text, request.params.stop)  # servers that ignore "stop"
         return Generation(request.id, text.strip(), None, int(usage.get("prompt_tokens") or 0),
                           int(usage.get("completion_tokens") or 0), "length" if finish == "length" else "stop")
+
+    def _rejects_json_schema(self, request: ChatRequest, text: str) -> bool:
+        """True (once) when a server refuses ``response_format: json_schema`` (llama-cpp-python's answers HTTP
+        500 with a validation error) but takes the schema as ``json_object``; later requests use that form."""
+        response_format = request.params.response_format or {}
+        if self.json_object_schema or response_format.get("type") != "json_schema" or "json_schema" not in text:
+            return False
+        self.json_object_schema = True
+        logger.warning("the server rejects response_format json_schema; sending the schema as json_object instead")
+        return True
 
     def close(self) -> None:
         pass
