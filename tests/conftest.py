@@ -96,3 +96,16 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer) 
     LlamaForCausalLM(config).save_pretrained(folder)
     smollm2_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory):
+    """llama.cpp's OpenAI-compatible server on the packaged SmolLM2 GGUF, on a free loopback port.
+
+    Not skipped when llama-cpp-python is missing: scripts/setup.sh installs it, so its absence is a failure.
+    """
+    from synthembed.llm.llamacpp_server import LlamaServer
+
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with LlamaServer("embedded-llm", n_ctx=2048, threads=1, log=log) as server:
+        yield server

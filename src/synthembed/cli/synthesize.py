@@ -48,13 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------- backend options
 def add_backend_arguments(parser: argparse.ArgumentParser, *, default_backend: str = "transformers") -> None:
-    """--backend, --model, --base-url, --api-key-env, --concurrency, --timeout, --max-retries, --batch-size, --dtype, --device, --threads."""
+    """--backend, --model, --base-url, --api-key-env, --concurrency, --timeout, --max-retries, --batch-size, --dtype, --device, --threads, --n-ctx."""
     group = parser.add_argument_group("LLM backend")
-    group.add_argument("--backend", default=default_backend, choices=["openai", "transformers", "fake"])
+    group.add_argument("--backend", default=default_backend, choices=["openai", "transformers", "llamacpp", "fake"])
     group.add_argument(
         "--model",
         default="embedded",
-        help="model: server model name (openai), folder / hub id / .gguf / 'embedded' = packaged SmolLM2 (transformers)",
+        help="model: server model name (openai), folder / hub id / .gguf / 'embedded' = packaged SmolLM2 (transformers), "
+        ".gguf / 'embedded' (llamacpp)",
     )
     group.add_argument("--base-url", nargs="+", default=["http://127.0.0.1:8000/v1"], metavar="URL",
                        help="OpenAI-compatible server URL(s) (openai); several spread the requests, "
@@ -73,7 +74,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default_backend: s
                        "with avx512_bf16, but outputs then depend slightly on batch composition)")
     group.add_argument("--device", default=None, help="torch device (transformers; default cpu, or cuda if present)")
     group.add_argument("--threads", default="auto",
-                       help="torch CPU threads (transformers): a number, 'default', or 'auto' = 1 when the machine is oversubscribed")
+                       help="CPU threads (transformers, llamacpp): a number, 'default', or 'auto' = 1 when the machine is oversubscribed")
+    group.add_argument("--n-ctx", type=int, default=4096, help="context length in tokens, prompt + answer (llamacpp)")
 
 
 def backend_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,6 +92,8 @@ def backend_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend == "transformers":
         return {"model": args.model, "batch_size": args.batch_size, "dtype": args.dtype, "device": args.device,
                 "threads": args.threads}
+    if args.backend == "llamacpp":
+        return {"model": args.model, "threads": args.threads, "n_ctx": args.n_ctx}
     return {"model": args.model if args.model != "embedded" else "fake-model"}
 
 

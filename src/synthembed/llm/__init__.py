@@ -1,8 +1,10 @@
 """LLM backends behind one protocol (`synthembed.llm.base`), created by name with `create_backend`.
 
 Backends: ``openai`` (any OpenAI-compatible server, async with bounded concurrency and retries),
-``transformers`` (a local Hugging Face causal LM, batched) and ``fake`` (deterministic, scripted, for tests and benchmarks). Heavy libraries load only when a
-backend is created. vLLM is used as a server (``vllm serve MODEL``) behind ``openai``: docs/gpu.md.
+``transformers`` (a local Hugging Face causal LM, batched), ``llamacpp`` (a GGUF file in llama.cpp,
+in process, optional extra ``llamacpp``) and ``fake`` (deterministic, scripted, for tests and benchmarks).
+Heavy libraries load only when a backend is created. vLLM is used as a server (``vllm serve MODEL``)
+behind ``openai``: docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "openai": "synthembed.llm.openai_compat:OpenAIBackend",
     "transformers": "synthembed.llm.transformers_local:TransformersBackend",
+    "llamacpp": "synthembed.llm.llamacpp_backend:LlamaCppBackend",
     "fake": "synthembed.llm.fake:FakeBackend",
 }
 

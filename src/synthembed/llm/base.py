@@ -155,3 +155,14 @@ def truncate_at_stop(text: str, stop: Iterable[str]) -> tuple[str, bool]:
             if index != -1:
                 cut = min(cut, index)
     return text[:cut], cut < len(text)
+
+
+def json_object_form(response_format: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``{"type": "json_schema", "json_schema": {"schema": S}}`` as ``{"type": "json_object", "schema": S}``.
+
+    The form llama.cpp's Python bindings and server take (they reject ``json_schema``); others pass unchanged.
+    """
+    if response_format.get("type") != "json_schema":
+        return dict(response_format)
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    return {"type": "json_object", **({"schema": schema} if schema else {})}

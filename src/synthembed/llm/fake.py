@@ -89,6 +89,7 @@ class FakeBackend:
         else:
             text = _shuffled_last_line(request, digest)
         text, stopped = truncate_at_stop(text, request.params.stop)
+        text = text.strip()  # as every backend: no whitespace left before a stop string
         words = text.split()
         finish = "stop"
         if len(words) > request.params.max_new_tokens:

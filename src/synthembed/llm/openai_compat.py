@@ -17,6 +17,9 @@ applies to each server; every attempt goes to the healthy server with the most f
 spreads by speed. A server that fails ``down_after`` attempts in a row (timeouts, connection errors,
 5xx) is skipped for ``cooldown`` seconds and its requests move to the others without waiting; a 429
 with ``Retry-After`` rests only that server. With one server this is the plain single-server client.
+
+A server that refuses ``response_format: json_schema`` (llama-cpp-python's server answers HTTP 500 with a
+validation error) gets the same schema as ``{"type": "json_object", "schema": ...}``, the form it takes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from synthembed.llm.base import BackendError, ChatRequest, Generation, truncate_at_stop
+from synthembed.llm.base import BackendError, ChatRequest, Generation, json_object_form, truncate_at_stop
 from synthembed.llm.redact import redact, register_secret
 
 __all__ = ["OpenAIBackend", "retry_after_seconds"]
@@ -137,6 +140,7 @@ class OpenAIBackend:
         self.retries = 0  # total retries done, for tests and summaries
         self._server_stats: dict[str, dict[str, int]] = {u: {"answered": 0, "failed_attempts": 0} for u in self.base_urls}
         self.sleep = asyncio.sleep  # replaceable in tests to observe the delays
+        self.json_object_schema = False  # set once a server rejects response_format json_schema (llama.cpp's)
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.concurrency})"
@@ -264,7 +268,8 @@ class OpenAIBackend:
         if params.stop:
             body["stop"] = list(params.stop)
         if params.response_format is not None:
-            body["response_format"] = params.response_format
+            body["response_format"] = (json_object_form(params.response_format) if self.json_object_schema
+                                       else params.response_format)
         body.update(self.extra_body)
         return body
 
@@ -275,9 +280,9 @@ class OpenAIBackend:
     async def _complete(self, servers: list[_Server], request: ChatRequest) -> Generation:
         import httpx
 
-        body = self.payload(request)
         last_error = ""
         for attempt in range(self.max_retries + 1):
+            body = self.payload(request)
             server = await self._acquire(servers)
             try:
                 response = await server.client().post("/chat/completions", json=body)
@@ -313,6 +318,8 @@ class OpenAIBackend:
 
     def _parse_response(self, request: ChatRequest, response: Any, url: str) -> Generation:
         status = response.status_code
+        if status >= 400 and self._rejects_json_schema(request, response.text):
+            raise _Retryable("server rejected response_format json_schema; resent as json_object with the schema", 0.0)
         if status == 429:
             raise _Retryable("HTTP 429 rate limited", retry_after_seconds(response.headers.get("retry-after")),
                              rate_limited=True)
@@ -342,52 +349,8 @@ class OpenAIBackend:
         return Generation(request.id, text.strip(), None, int(usage.get("prompt_tokens") or 0),
                           int(usage.get("completion_tokens") or 0), "length" if finish == "length" else "stop")
 
-    # ---------------------------------------------------------------- pre-flight
-    def preflight(self) -> None:
-        """One cheap request per server before a run: ``GET /models``, else a 1-token chat completion.
-
-        A refused connection, an unknown host, a timeout, or HTTP 401/403/404 raise `BackendError`
-        naming the URL and the cause (exit 2), instead of a run whose every row fails. With several
-        servers, the ones that fail are dropped with a warning as long as one is left. 5xx and 429
-        are not judged here: the run's retries and circuit breaker handle a server that is busy.
-        """
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        problems: dict[str, str] = {}
-        with httpx.Client(headers=headers, timeout=min(self.timeout, 30.0)) as client:
-            for url in self.base_urls:
-                problem = self._check_server(client, url)
-                if problem is not None:
-                    problems[url] = redact(problem)
-        if problems and len(problems) == len(self.base_urls):
-            raise BackendError("; ".join(problems.values()))
-        for url, problem in problems.items():
-            logger.warning("skipping %s: %s", url, problem)
-            self.base_urls.remove(url)
-        self.base_url = ", ".join(self.base_urls)
-
-    def _check_server(self, client: Any, url: str) -> str | None:
-        import httpx
-
-        hint = f"check --base-url, --model and ${self.api_key_env}"
-        try:
-            response = client.get(f"{url}/models")
-            if response.status_code in (404, 405):  # servers without a models endpoint: a 1-token call
-                body = {**self.payload(ChatRequest("preflight", ({"role": "user", "content": "Hi"},))),
-                        "max_tokens": 1}
-                response = client.post(f"{url}/chat/completions", json=body)
-                where = f"{url}/chat/completions"
-            else:
-                where = f"{url}/models"
-        except httpx.TimeoutException:
-            return f"no answer from {url} within {min(self.timeout, 30.0):g} s (is the server up? {hint})"
-        except httpx.TransportError as exc:
-            return f"cannot connect to {url}: {exc or type(exc).__name__} (is the server running? {hint})"
-        if response.status_code in _FATAL_STATUS:
-            return (f"HTTP {response.status_code} from {where} for model {self.model!r}: "
-                    f"{_snippet(response.text)} ({hint})")
-        return None
+from synthembed.llm.base import BackendError, ChatRequest, Generation, json_object_form, truncate_at_stop
+from synthembed.llm.redact import redact, register_secret
 
     def close(self) -> None:
         pass
