@@ -349,8 +349,62 @@ class OpenAIBackend:
         return Generation(request.id, text.strip(), None, int(usage.get("prompt_tokens") or 0),
                           int(usage.get("completion_tokens") or 0), "length" if finish == "length" else "stop")
 
-from synthembed.llm.base import BackendError, ChatRequest, Generation, json_object_form, truncate_at_stop
-from synthembed.llm.redact import redact, register_secret
+    # ---------------------------------------------------------------- pre-flight
+    def preflight(self) -> None:
+        """One cheap request per server before a run: ``GET /models``, else a 1-token chat completion.
+
+        A refused connection, an unknown host, a timeout, or HTTP 401/403/404 raise `BackendError`
+        naming the URL and the cause (exit 2), instead of a run whose every row fails. With several
+        servers, the ones that fail are dropped with a warning as long as one is left. 5xx and 429
+        are not judged here: the run's retries and circuit breaker handle a server that is busy.
+        """
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        problems: dict[str, str] = {}
+        with httpx.Client(headers=headers, timeout=min(self.timeout, 30.0)) as client:
+            for url in self.base_urls:
+                problem = self._check_server(client, url)
+                if problem is not None:
+                    problems[url] = redact(problem)
+        if problems and len(problems) == len(self.base_urls):
+            raise BackendError("; ".join(problems.values()))
+        for url, problem in problems.items():
+            logger.warning("skipping %s: %s", url, problem)
+            self.base_urls.remove(url)
+        self.base_url = ", ".join(self.base_urls)
+
+    def _check_server(self, client: Any, url: str) -> str | None:
+        import httpx
+
+        hint = f"check --base-url, --model and ${self.api_key_env}"
+        try:
+            response = client.get(f"{url}/models")
+            if response.status_code in (404, 405):  # servers without a models endpoint: a 1-token call
+                body = {**self.payload(ChatRequest("preflight", ({"role": "user", "content": "Hi"},))),
+                        "max_tokens": 1}
+                response = client.post(f"{url}/chat/completions", json=body)
+                where = f"{url}/chat/completions"
+            else:
+                where = f"{url}/models"
+        except httpx.TimeoutException:
+            return f"no answer from {url} within {min(self.timeout, 30.0):g} s (is the server up? {hint})"
+        except httpx.TransportError as exc:
+            return f"cannot connect to {url}: {exc or type(exc).__name__} (is the server running? {hint})"
+        if response.status_code in _FATAL_STATUS:
+            return (f"HTTP {response.status_code} from {where} for model {self.model!r}: "
+                    f"{_snippet(response.text)} ({hint})")
+        return None
+
+    def _rejects_json_schema(self, request: ChatRequest, text: str) -> bool:
+        """True (once) when a server refuses ``response_format: json_schema`` (llama-cpp-python's answers HTTP
+        500 with a validation error) but takes the schema as ``json_object``; later requests use that form."""
+        response_format = request.params.response_format or {}
+        if self.json_object_schema or response_format.get("type") != "json_schema" or "json_schema" not in text:
+            return False
+        self.json_object_schema = True
+        logger.warning("the server rejects response_format json_schema; sending the schema as json_object instead")
+        return True
 
     def close(self) -> None:
         pass
