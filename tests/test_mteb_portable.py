@@ -60,7 +60,7 @@ def _local_stsb_task(data_dir: Path):
     return LocalSTSBDev(), rows
 
 
-@pytest.mark.slow  # importing mteb alone takes ~30 s here
+# runs in the default suite (about 30 s, most of it importing mteb)
 def test_mteb_loads_and_scores_a_saved_model(tiny_bert_dir: Path, shared_data_dir: Path, tmp_path: Path) -> None:
     mteb = pytest.importorskip("mteb", minversion="2.0")  # the 2.x API: evaluate(), SentenceTransformerEncoderWrapper
     from scipy.stats import spearmanr
