@@ -92,3 +92,12 @@ def test_warmup_steps_takes_a_ratio() -> None:
     """The trainer passes `warmup_ratio` as `warmup_steps` (a float < 1 is a ratio since transformers 5)."""
     args = TrainingArguments(output_dir="unused", warmup_steps=0.1, report_to="none", use_cpu=True)
     assert args.get_warmup_steps(100) == 10
+
+
+def test_activation_checkpointing_switch_turns_it_on(tiny_llama_dir) -> None:
+    from synthembed.compat import enable_activation_checkpointing
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    assert not model.is_gradient_checkpointing
+    enable_activation_checkpointing(model)
+    assert model.is_gradient_checkpointing

@@ -68,6 +68,22 @@ def _cache_method(cache: Any, name: str) -> Any:
     return method
 
 
+# --- transformers: the activation-checkpointing switch, renamed in 5.2x --------------------------------
+
+
+def enable_activation_checkpointing(model: torch.nn.Module, use_reentrant: bool = False) -> None:
+    """Turn on activation checkpointing of a transformers model.
+
+    ``activation_checkpointing_enable(kwargs)`` in current transformers; the older name
+    ``gradient_checkpointing_enable(gradient_checkpointing_kwargs=...)`` is deprecated there.
+    """
+    kwargs = {"use_reentrant": use_reentrant}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 # --- accelerate: the autocast wrapper it puts on a prepared model's forward ------------------------
 
 _ACCELERATE_ORIGINAL_FORWARD = "_original_forward"

@@ -7,7 +7,7 @@ hooks only (training arguments, callbacks, a batch-sampler factory):
 - dev evaluation every ``eval_steps`` (and once before training) with any sentence-transformers
   evaluator, normally `synthembed.evaluation.dev.DevSTSEvaluator`; the best model by the
   evaluator's primary metric (STS-B dev + SICK-R dev mean) is kept in memory and loaded at the end
-  (`synthembed.training.checkpointing.BestModelKeeper`: no checkpoint write per evaluation);
+  (`synthembed.training.save_policy.BestModelKeeper`: no checkpoint write per evaluation);
 - resumption: checkpoints go to ``<output>/checkpoints`` every ``checkpoint_minutes`` of training (or
   every ``save_steps``); calling `fit` again with the same output continues from the last one
   (optimizer, scheduler, RNG, sampler state and the best model so far included);
@@ -49,7 +49,7 @@ import torch
 import yaml
 from torch import nn
 
-from synthembed.compat import full_precision_forward
+from synthembed.compat import enable_activation_checkpointing, full_precision_forward
 from synthembed.errors import SynthEmbedError
 from synthembed.io.atomic import atomic_write_text
 from synthembed.models.card import write_model_card
@@ -345,7 +345,7 @@ def fit(
         output.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output / CONFIG_FILE, yaml.safe_dump(_yaml_safe(full_record), sort_keys=False))
 
-    from synthembed.training.checkpointing import BestModelKeeper, SkipFinalCheckpoint, TimedCheckpoints
+    from synthembed.training.save_policy import BestModelKeeper, SkipFinalCheckpoint, TimedCheckpoints
 
     keeper = None
     if metric_key is not None:
@@ -418,11 +418,7 @@ def prepare_model(model: nn.Module, settings: FitSettings) -> None:
         inner = backbone(model)
         if not getattr(inner, "supports_gradient_checkpointing", True):
             raise SynthEmbedError(f"{type(inner).__name__} does not support gradient checkpointing")
-        kwargs = {"use_reentrant": False}
-        if hasattr(inner, "activation_checkpointing_enable"):  # transformers >= 5.2x (the old name is deprecated)
-            inner.activation_checkpointing_enable(kwargs)
-        else:
-            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        enable_activation_checkpointing(inner, use_reentrant=False)
 
 
 def _yaml_safe(value: Any) -> Any:
